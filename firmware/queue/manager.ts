@@ -1,0 +1,300 @@
+/*
+ * queue/manager.ts: decides when each queued message is tried, and what
+ * follows from each attempt.
+ *
+ * Fresh mail goes to a ready list and is tried at once; mail that could not be
+ * delivered waits in a deferred heap ordered by its next attempt (exponential
+ * back-off from queue.minRetryMs to queue.maxRetryMs), so a backlog of
+ * deferred mail never delays fresh mail. At most queue.maxActive deliveries
+ * run at once. When every recipient has an answer, the message is done; if
+ * any recipient failed (a 5xx, or queue.maxLifetimeMs passed), an RFC 3464
+ * DSN goes to the sender, except for the null sender (no bounce of a bounce).
+ *
+ * Recipients outside the local domains (today: only DSNs to outside senders)
+ * have no route until outbound delivery exists; they wait in the queue and
+ * expire like any undeliverable mail.
+ *
+ * Must never drop a message without a final answer for every recipient, and
+ * never mark one done before that answer is recorded in the spool.
+ * Called by moatd.ts (start, enqueue, flush, stop).
+ */
+import type { Config } from '../config/schema.ts';
+import { buildDsn, type DsnRecipient } from '../delivery/dsn.ts';
+import type { InternalDelivery, RcptOutcome } from '../delivery/internal.ts';
+import type { Logger } from '../log/logger.ts';
+import type { QueuedMessage, RcptStatus, Spool } from './spool.ts';
+
+const HEADER_LIMIT = 64 * 1024;
+
+export type ManagerDeps = {
+  config: Config;
+  spool: Spool;
+  delivery: InternalDelivery;
+  log: Logger;
+  now?: () => number;
+};
+
+export class QueueManager {
+  private readonly cfg: Config;
+  private readonly spool: Spool;
+  private readonly delivery: InternalDelivery;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly localDomains: Set<string>;
+  private ready: QueuedMessage[] = [];
+  private deferred = new MinHeap<QueuedMessage>((a, b) => a.nextAttemptAt - b.nextAttemptAt);
+  private inFlight = new Set<string>();
+  private activeRuns = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private stopped = false;
+
+  constructor(d: ManagerDeps) {
+    this.cfg = d.config;
+    this.spool = d.spool;
+    this.delivery = d.delivery;
+    this.log = d.log;
+    this.now = d.now ?? Date.now;
+    this.localDomains = new Set(d.config.inbound.localDomains);
+  }
+
+  /** Schedules everything the spool recovered. */
+  start(): void {
+    const t = this.now();
+    for (const m of this.spool.messages.values()) {
+      if (m.nextAttemptAt <= t) this.ready.push(m);
+      else this.deferred.push(m);
+    }
+    this.pump();
+  }
+
+  enqueue(m: QueuedMessage): void {
+    if (this.stopped) return;
+    this.ready.push(m);
+    this.pump();
+  }
+
+  /** Tries every deferred message now (the console's "queue flush"). */
+  flush(): void {
+    while (this.deferred.size) this.ready.push(this.deferred.pop()!);
+    this.pump();
+  }
+
+  stats(): { ready: number; deferred: number; active: number } {
+    return { ready: this.ready.length, deferred: this.deferred.size, active: this.inFlight.size };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.allSettled([...this.activeRuns]);
+  }
+
+  private pump(): void {
+    if (this.stopped) return;
+    while (this.inFlight.size < this.cfg.queue.maxActive && this.ready.length) {
+      const m = this.ready.shift()!;
+      if (this.inFlight.has(m.id) || !this.spool.messages.has(m.id)) continue;
+      this.inFlight.add(m.id);
+      const run = this.attempt(m)
+        .catch((e: Error) => {
+          this.log.error({ queueId: m.id, err: e.message }, 'queue: attempt failed unexpectedly; deferring');
+          this.defer(m, []);
+        })
+        .finally(() => {
+          this.inFlight.delete(m.id);
+          this.activeRuns.delete(run);
+          this.pump();
+        });
+      this.activeRuns.add(run);
+    }
+    this.arm();
+  }
+
+  private arm(): void {
+    const next = this.deferred.peek();
+    if (!next || this.stopped) return;
+    if (this.timer && this.timerAt <= next.nextAttemptAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = next.nextAttemptAt;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      const t = this.now();
+      while (this.deferred.size && this.deferred.peek()!.nextAttemptAt <= t) this.ready.push(this.deferred.pop()!);
+      this.pump();
+    }, Math.max(0, next.nextAttemptAt - this.now()));
+    this.timer.unref();
+  }
+
+  private async attempt(m: QueuedMessage): Promise<void> {
+    const pending = m.rcpts.flatMap((r, i) => (r.status === 'pending' ? [i] : []));
+    const local = pending.filter((i) => this.localDomains.has(domainOf(m.envelope.to[i]!)));
+    const foreign = pending.filter((i) => !local.includes(i));
+    const changes: Array<[number, RcptStatus, string?]> = [];
+    let outcomes: RcptOutcome[] = [];
+    if (local.length) {
+      const r = await this.delivery.deliver({
+        id: m.id,
+        from: m.envelope.from,
+        to: local.map((i) => m.envelope.to[i]!),
+        size: m.size,
+        bodyType: m.envelope.bodyType,
+        open: () => this.spool.reader(m),
+      });
+      outcomes = r.outcomes;
+    }
+    local.forEach((i, k) => {
+      const o = outcomes[k]!;
+      if (o.status === 'delivered') {
+        changes.push([i, 'delivered']);
+        this.log.info({ ev: 'delivered', queueId: m.id, rcpt: m.envelope.to[i], reply: o.reply }, 'delivered');
+      } else if (o.status === 'failed') {
+        changes.push([i, 'failed', o.reply]);
+        this.log.info({ ev: 'bounced', queueId: m.id, rcpt: m.envelope.to[i], reply: o.reply }, 'bounced');
+      } else {
+        m.rcpts[i]!.reply = o.reply;
+      }
+    });
+    for (const i of foreign) m.rcpts[i]!.reply = '4.4.0 No route to this destination yet (outbound delivery is not configured)';
+    const stillPending = pending.length - changes.length;
+    if (stillPending === 0) return this.finish(m, changes);
+    // deferred: expire, or wait
+    if (this.now() - m.envelope.arrivedAt >= this.cfg.queue.maxLifetimeMs) {
+      for (const i of pending) {
+        if (changes.some(([j]) => j === i)) continue;
+        const reply = `4.4.7 Message expired after ${Math.round(this.cfg.queue.maxLifetimeMs / 3_600_000)} hours in the queue; last reply: ${m.rcpts[i]!.reply ?? 'none'}`;
+        changes.push([i, 'failed', reply]);
+        this.log.info({ ev: 'bounced', queueId: m.id, rcpt: m.envelope.to[i], reply }, 'expired');
+      }
+      return this.finish(m, changes);
+    }
+    this.defer(m, changes);
+  }
+
+  private defer(m: QueuedMessage, changes: Array<[number, RcptStatus, string?]>): void {
+    const attempts = m.attempts + 1;
+    const backoff = Math.min(this.cfg.queue.maxRetryMs, this.cfg.queue.minRetryMs * 2 ** Math.min(attempts - 1, 30));
+    const next = this.now() + backoff;
+    this.spool.update(m, { rcpts: changes, attempts, next });
+    this.log.info({ ev: 'deferred', queueId: m.id, attempts, retryInMs: backoff, reply: m.rcpts.find((r) => r.status === 'pending')?.reply }, 'deferred');
+    if (!this.stopped) {
+      this.deferred.push(m);
+      this.arm();
+    }
+  }
+
+  private async finish(m: QueuedMessage, changes: Array<[number, RcptStatus, string?]>): Promise<void> {
+    // apply the answers to a copy first, to know who failed, but record them only after the DSN is safe
+    const failed: DsnRecipient[] = [];
+    m.rcpts.forEach((r, i) => {
+      const c = changes.find(([j]) => j === i);
+      const status = c ? c[1] : r.status;
+      const reply = c ? c[2] : r.reply;
+      if (status === 'failed') failed.push(dsnRecipient(m.envelope.to[i]!, reply ?? ''));
+    });
+    if (failed.length && m.envelope.from !== '') {
+      try {
+        await this.bounce(m, failed);
+      } catch (e) {
+        this.log.error({ queueId: m.id, err: (e as Error).message }, 'queue: could not queue the DSN; will retry');
+        return this.defer(m, []);
+      }
+    }
+    this.spool.update(m, { rcpts: changes });
+  }
+
+  private async bounce(m: QueuedMessage, failed: DsnRecipient[]): Promise<void> {
+    const headers = await readHeaders(this.spool, m);
+    const dsn = buildDsn({
+      reportingMta: this.cfg.hostname,
+      queueId: m.id,
+      sender: m.envelope.from,
+      arrivalDate: new Date(m.envelope.arrivedAt),
+      recipients: failed,
+      originalHeaders: headers,
+    });
+    const inc = this.spool.begin();
+    inc.write([dsn]);
+    const d = await inc.commit({
+      from: '',
+      to: [m.envelope.from],
+      arrivedAt: this.now(),
+      client: { address: '127.0.0.1', helo: this.cfg.hostname, tls: false },
+      origin: 'local',
+    });
+    this.log.info({ ev: 'dsn', queueId: m.id, dsnId: d.id, to: m.envelope.from, failed: failed.length }, 'delivery status notification queued');
+    this.enqueue(d);
+  }
+}
+
+function domainOf(addr: string): string {
+  return addr.slice(addr.lastIndexOf('@') + 1).toLowerCase();
+}
+
+function dsnRecipient(address: string, reply: string): DsnRecipient {
+  const m = /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
+  const status = m?.[1]?.startsWith('5') ? m[1] : '5.0.0';
+  return { address, action: 'failed', status: m && m[1]!.startsWith('4') ? '5.4.7' : status, diagnostic: reply, lastAttempt: new Date() };
+}
+
+/** The header block of a stored message (up to 64 KiB), for the DSN. */
+async function readHeaders(spool: Spool, m: QueuedMessage): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let len = 0;
+  for await (const chunk of spool.reader(m)) {
+    parts.push(chunk as Buffer);
+    len += (chunk as Buffer).length;
+    const all = Buffer.concat(parts, len);
+    const end = all.indexOf('\r\n\r\n');
+    if (end >= 0) return all.subarray(0, end + 2);
+    if (len >= HEADER_LIMIT) return all.subarray(0, HEADER_LIMIT);
+  }
+  return Buffer.concat(parts, len);
+}
+
+/** A binary heap; small and enough for the deferred queue. */
+class MinHeap<T> {
+  private a: T[] = [];
+  private readonly cmp: (x: T, y: T) => number;
+  constructor(cmp: (x: T, y: T) => number) {
+    this.cmp = cmp;
+  }
+  get size(): number {
+    return this.a.length;
+  }
+  peek(): T | undefined {
+    return this.a[0];
+  }
+  push(v: T): void {
+    const a = this.a;
+    a.push(v);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.cmp(a[i]!, a[p]!) >= 0) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+  pop(): T | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length && last !== undefined) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.cmp(a[l]!, a[m]!) < 0) m = l;
+        if (r < a.length && this.cmp(a[r]!, a[m]!) < 0) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}

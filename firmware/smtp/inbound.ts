@@ -1,0 +1,225 @@
+/*
+ * smtp/inbound.ts: the Internet-facing SMTP listener.
+ *
+ * Takes a session from connect to the reply to the final dot: strict envelope
+ * parsing, relay control and recipient validation at RCPT, the message streamed
+ * into the spool chunk by chunk, and a 250 only once the spool has flushed it.
+ * Every refusal happens in the dialogue (4xx/5xx), never as a later bounce.
+ *
+ * Must never: answer 250 before Spool.commit() resolved; hold a message body in
+ * memory; log a message body; let an address that could make a later hop relay
+ * through. Called by moatd.ts; hands committed messages to queue/manager.ts.
+ */
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log/logger.ts';
+import { parsePath, isRoutingTrick, type Mailbox } from '../policy/address.ts';
+import { checkRelay } from '../policy/relay-control.ts';
+import type { RecipientDirectory } from '../policy/recipients.ts';
+import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
+import { MoatSMTPServer, type ConnectionHandle } from './server-hooks.ts';
+import { receivedHeader } from './received.ts';
+
+type ParsedAddress = SMTPServerAddress & { raw?: string };
+type Session = SMTPServerSession & { moat?: { from: Mailbox | null; rcpts: string[] } };
+
+export type InboundDeps = {
+  config: Config;
+  spool: Spool;
+  recipients: RecipientDirectory;
+  log: Logger;
+  /** Called with each message once it is durable. */
+  accepted: (m: QueuedMessage) => void;
+  tls?: { key: Buffer; cert: Buffer };
+};
+
+/** A reply error as smtp-server expects it: the code, and text that starts with the enhanced code. */
+export function reply(code: number, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+export const Replies = {
+  relayDenied: () => reply(554, '5.7.1 Relay rejected for policy reasons'),
+  badSender: () => reply(553, '5.1.7 Bad sender address syntax'),
+  badRecipient: () => reply(501, '5.1.3 Bad recipient address syntax'),
+  unknownUser: () => reply(550, '5.1.1 Recipient address rejected: user unknown'),
+  verifyUnavailable: () => reply(451, '4.4.3 Recipient verification unavailable, try again later'),
+  noRoom: () => reply(452, '4.3.1 Insufficient system storage, try again later'),
+  localError: () => reply(451, '4.3.0 Local error in processing, try again later'),
+  tooBig: (limit: number) => reply(552, `5.3.4 Message size exceeds fixed limit of ${limit} bytes`),
+  sessionDeadline: '4.4.2 Session time limit reached, closing connection',
+} as const;
+
+export function createInbound(deps: InboundDeps): MoatSMTPServer {
+  const { config, spool, recipients, log } = deps;
+  const ib = config.inbound;
+  const localDomains = new Set(ib.localDomains);
+
+  const options: SMTPServerOptions = {
+    name: config.hostname,
+    banner: 'moat',
+    size: ib.maxMessageSize,
+    maxClients: ib.maxConnections,
+    socketTimeout: ib.idleTimeoutMs,
+    closeTimeout: 10_000,
+    disableReverseLookup: true,
+    authOptional: true,
+    disabledCommands: deps.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: !deps.tls,
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: true,
+    hidePIPELINING: false,
+    hide8BITMIME: false,
+    hideSize: false,
+    hideREQUIRETLS: true,
+    maxRecipients: ib.maxRecipients,
+    logger: false,
+    ...(deps.tls ? { key: deps.tls.key, cert: deps.tls.cert } : {}),
+
+    onConnect(session, cb) {
+      log.info({ ev: 'connect', cid: session.id, ip: session.remoteAddress }, 'connect');
+      cb();
+    },
+
+    onMailFrom(address, session: Session, cb) {
+      void (async () => {
+        const parsed = parsePath((address as ParsedAddress).raw ?? '', { allowNull: true });
+        if (!parsed.ok) {
+          log.info({ ev: 'reject', cid: session.id, ip: session.remoteAddress, phase: 'mail', reason: parsed.refusal }, 'reject');
+          return cb(Replies.badSender());
+        }
+        const announced = Number(argsOf(address).SIZE ?? 0) || 0;
+        let room = false;
+        try {
+          room = await spool.hasRoom(announced);
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'spool: cannot check free space');
+        }
+        if (!room) {
+          log.warn({ ev: 'reject', cid: session.id, ip: session.remoteAddress, phase: 'mail', reason: 'spool-full' }, 'reject');
+          return cb(Replies.noRoom());
+        }
+        session.moat = { from: parsed.mailbox, rcpts: [] };
+        cb();
+      })();
+    },
+
+    onRcptTo(address, session: Session, cb) {
+      void (async () => {
+        const ctx = { cid: session.id, ip: session.remoteAddress, phase: 'rcpt' };
+        const parsed = parsePath((address as ParsedAddress).raw ?? '', { allowNull: false });
+        if (!parsed.ok) {
+          const trick = isRoutingTrick(parsed.refusal);
+          log.info({ ev: 'reject', ...ctx, reason: parsed.refusal }, 'reject');
+          return cb(trick ? Replies.relayDenied() : Replies.badRecipient());
+        }
+        let mailbox = parsed.mailbox!;
+        // RFC 5321 §4.5.1: <Postmaster> without a domain reaches the postmaster of the first local domain
+        if (mailbox.domain === '') mailbox = { local: 'postmaster', domain: ib.localDomains[0]!, address: `postmaster@${ib.localDomains[0]}` };
+        const relay = checkRelay(mailbox, localDomains);
+        if (relay.verdict !== 'permit') {
+          log.info({ ev: 'reject', ...ctx, reason: relay.reason, domain: mailbox.domain }, 'reject');
+          return cb(Replies.relayDenied());
+        }
+        const check = await recipients.check(mailbox.address);
+        if (check.verdict === 'unknown') {
+          log.info({ ev: 'reject', ...ctx, reason: 'unknown-recipient', source: check.source }, 'reject');
+          return cb(Replies.unknownUser());
+        }
+        if (check.verdict !== 'accept') {
+          log.warn({ ev: 'tempfail', ...ctx, reason: 'verify-unavailable', detail: check.detail }, 'tempfail');
+          return cb(Replies.verifyUnavailable());
+        }
+        session.moat?.rcpts.push(mailbox.address);
+        cb();
+      })();
+    },
+
+    onData(stream: SMTPServerDataStream, session: Session, cb) {
+      receive(stream, session).then(
+        (m) => {
+          cb(null, `2.0.0 Ok: queued as ${m.id}`);
+          deps.accepted(m);
+        },
+        (e: Error & { responseCode?: number }) => cb(e.responseCode ? e : Replies.localError()),
+      );
+    },
+  };
+
+  async function receive(stream: SMTPServerDataStream, session: Session): Promise<QueuedMessage> {
+    const ctx = { cid: session.id, ip: session.remoteAddress };
+    const st = session.moat;
+    const inc = spool.begin();
+    const envelope: Envelope = {
+      from: st?.from?.address ?? '',
+      to: st?.rcpts.slice() ?? [],
+      arrivedAt: Date.now(),
+      client: { address: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', tls: Boolean(session.secure) },
+      bodyType: session.envelope.mailFrom && argsOf(session.envelope.mailFrom).BODY?.toUpperCase() === '8BITMIME' ? '8BITMIME' : '7BIT',
+    };
+    inc.write([receivedHeader({ hostname: config.hostname, id: inc.id, envelope, date: new Date(envelope.arrivedAt) })]);
+    try {
+      await pump(stream, inc);
+    } catch (e) {
+      inc.abort();
+      throw e;
+    }
+    if (stream.sizeExceeded) {
+      inc.abort();
+      log.info({ ev: 'reject', ...ctx, phase: 'data', reason: 'size', limit: ib.maxMessageSize }, 'reject');
+      throw Replies.tooBig(ib.maxMessageSize);
+    }
+    try {
+      const m = await inc.commit(envelope);
+      log.info({ ev: 'accept', ...ctx, queueId: m.id, from: envelope.from, rcpts: envelope.to.length, size: m.size }, 'accept');
+      return m;
+    } catch (e) {
+      const full = e instanceof SpoolError && e.code === 'full';
+      log.error({ ev: 'tempfail', ...ctx, phase: 'data', reason: full ? 'spool-full' : 'spool-io', err: (e as Error).message }, 'tempfail');
+      throw full ? Replies.noRoom() : Replies.localError();
+    }
+  }
+
+  const server = new MoatSMTPServer(options, ib.pregreetMs, (c: ConnectionHandle) => {
+    const t = setTimeout(() => {
+      log.info({ ev: 'deadline', cid: c.id, ip: c.remoteAddress }, 'session deadline reached');
+      c.closeWith(421, Replies.sessionDeadline);
+    }, ib.sessionDeadlineMs);
+    t.unref();
+    return () => clearTimeout(t);
+  });
+  server.on('error', (err: Error & { code?: string }) => {
+    log.debug({ ev: 'client-error', code: err.code, err: err.message }, 'client connection error');
+  });
+  return server;
+}
+
+/**
+ * Moves the DATA stream into the spool chunk by chunk, pausing the client while
+ * the spool is behind. Always reads the stream to its end, even after a spool
+ * failure or an oversize, so the dialogue can go on with a reply.
+ */
+function pump(stream: Readable & { sizeExceeded?: boolean }, inc: ReturnType<Spool['begin']>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.on('data', (chunk: Buffer) => {
+      if (stream.sizeExceeded || inc.failure) return;
+      if (!inc.write([chunk])) {
+        stream.pause();
+        void inc.drained().then(() => stream.resume());
+      }
+    });
+    stream.once('end', resolve);
+    stream.once('error', reject);
+  });
+}
+
+export function loadTls(cfg: Config['inbound']['tls']): { key: Buffer; cert: Buffer } | undefined {
+  if (!cfg) return undefined;
+  return { key: readFileSync(cfg.keyFile), cert: readFileSync(cfg.certFile) };
+}
+
+function argsOf(a: SMTPServerAddress): Record<string, string | undefined> {
+  return (a.args || {}) as Record<string, string | undefined>;
+}

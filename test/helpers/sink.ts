@@ -1,0 +1,99 @@
+// A real SMTP server on loopback standing in for the internal mail server.
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { AddressInfo } from 'node:net';
+
+export type Received = { from: string; to: string[]; body: Buffer; secure: boolean };
+
+export type Sink = {
+  port: number;
+  messages: Received[];
+  connections: number;
+  /** Resolves when `n` messages have arrived. */
+  waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
+  close(): Promise<void>;
+};
+
+export async function startSink(opts: {
+  port?: number;
+  host?: string;
+  rcpt?: (address: string) => { code: number; message: string } | null;
+  data?: () => { code: number; message: string } | null;
+  server?: Partial<SMTPServerOptions>;
+} = {}): Promise<Sink> {
+  const messages: Received[] = [];
+  let waiters: Array<() => void> = [];
+  let connections = 0;
+  const server = new SMTPServer({
+    disableReverseLookup: true,
+    authOptional: true,
+    logger: false,
+    hideSTARTTLS: true,
+    ...opts.server,
+    onConnect(_s, cb) {
+      connections++;
+      cb();
+    },
+    onRcptTo(address, _s, cb) {
+      const r = opts.rcpt?.(address.address);
+      if (r) return cb(Object.assign(new Error(r.message), { responseCode: r.code }));
+      cb();
+    },
+    onData(stream, session, cb) {
+      const parts: Buffer[] = [];
+      stream.on('data', (c: Buffer) => parts.push(c));
+      stream.on('end', () => {
+        const r = opts.data?.();
+        if (r) return cb(Object.assign(new Error(r.message), { responseCode: r.code }));
+        messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          body: Buffer.concat(parts),
+          secure: session.secure,
+        });
+        for (const w of waiters) w();
+        cb();
+      });
+    },
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const port = (server.server.address() as AddressInfo).port;
+  return {
+    port,
+    messages,
+    get connections() {
+      return connections;
+    },
+    waitFor(n, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (messages.length >= n) {
+            clearTimeout(t);
+            waiters = waiters.filter((w) => w !== check);
+            resolve(messages);
+          }
+        };
+        const t = setTimeout(() => {
+          waiters = waiters.filter((w) => w !== check);
+          reject(new Error(`sink: ${messages.length} of ${n} messages after ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.push(check);
+        check();
+      });
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** A port nothing listens on (bound, then released). */
+export async function closedPort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}

@@ -1,0 +1,68 @@
+// A raw SMTP client for tests: sends exact lines and returns the exact replies,
+// so that the test sees what a hostile client would.
+import { connect, type Socket } from 'node:net';
+
+export class RawSmtp {
+  private buf = '';
+  private waiters: Array<() => void> = [];
+  closed = false;
+  private readonly sock: Socket;
+  private constructor(sock: Socket) {
+    this.sock = sock;
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      this.wake();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    sock.on('error', () => undefined);
+  }
+  private wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  static async open(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
+    const sock = connect(port, host);
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    return new RawSmtp(sock);
+  }
+  /** Reads one complete (possibly multi-line) reply. */
+  async reply(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m[0].length);
+        return m[0].trimEnd();
+      }
+      if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms; buffer ${JSON.stringify(this.buf)}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+  write(data: string | Buffer): void {
+    this.sock.write(data);
+  }
+  async cmd(line: string): Promise<string> {
+    this.write(line + '\r\n');
+    return this.reply();
+  }
+  end(): void {
+    this.sock.end();
+  }
+  destroy(): void {
+    this.sock.destroy();
+  }
+}
