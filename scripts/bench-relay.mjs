@@ -240,7 +240,7 @@ async function measure(row, wl, startRelay) {
     const hardDeadline = t0 + (timeoutS + stallS) * 1000;
     const complete = await sink.waitFor(sinkBase + sent, () => {
       const now = performance.now();
-      return isShuttingDown() || now > hardDeadline || (now > tIntake && now - Math.max(sink.lastProgressAt, tIntake) > stallS * 1000);
+      return isShuttingDown() || Boolean(relay?.exitInfo) || now > hardDeadline || (now > tIntake && now - Math.max(sink.lastProgressAt, tIntake) > stallS * 1000);
     });
     const tEnd = complete ? sink.reachedAt(sinkBase + sent) : performance.now();
     const cpu1 = relay ? treeCpuSeconds(relay.pid) : 0;

@@ -74,6 +74,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     hide8BITMIME: false,
     hideSize: false,
     hideREQUIRETLS: true,
+    hideSMTPUTF8: true,
     maxRecipients: ib.maxRecipients,
     logger: false,
     ...(deps.tls ? { key: deps.tls.key, cert: deps.tls.cert } : {}),

@@ -1,6 +1,6 @@
 // Child processes, ports and /proc sampling for the relay benchmark.
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, openSync, readSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import { register, isShuttingDown } from './cleanup.mjs';
 
@@ -236,6 +236,63 @@ export function treeCpuSeconds(root, tree = processTree(root)) {
   return ticks / CLK_TCK;
 }
 
+const PAGE_KB = 4; // x86-64 and arm64 with 4 KiB pages; see statmRssKb()
+let pageKb = null;
+
+/** Resident set size in kB via a kept-open /proc/PID/statm (one pread per sample). */
+class RssReader {
+  constructor() {
+    this.fds = new Map();
+    this.buf = Buffer.alloc(256);
+    if (pageKb === null) {
+      pageKb = PAGE_KB;
+      try {
+        // VmRSS (kB) / statm resident (pages) of ourselves gives the page size
+        const rssKb = readStatusKb(process.pid, 'VmRSS');
+        const pages = Number(readFileSync('/proc/self/statm', 'latin1').split(' ')[1]);
+        const k = Math.round(rssKb / pages);
+        if ([4, 16, 64].includes(k)) pageKb = k;
+      } catch {
+        /* keep 4 */
+      }
+    }
+  }
+  read(pid) {
+    let fd = this.fds.get(pid);
+    try {
+      if (fd === undefined) {
+        fd = openSync(`/proc/${pid}/statm`, 'r');
+        this.fds.set(pid, fd);
+      }
+      const n = readSync(fd, this.buf, 0, this.buf.length, 0);
+      const f = this.buf.toString('latin1', 0, n).split(' ');
+      return Number(f[1]) * pageKb;
+    } catch {
+      this.drop(pid);
+      return 0;
+    }
+  }
+  /** Close the fds of processes not in `pids`. */
+  keep(pids) {
+    const set = new Set(pids);
+    for (const pid of [...this.fds.keys()]) if (!set.has(pid)) this.drop(pid);
+  }
+  drop(pid) {
+    const fd = this.fds.get(pid);
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* already closed */
+      }
+      this.fds.delete(pid);
+    }
+  }
+  close() {
+    for (const pid of [...this.fds.keys()]) this.drop(pid);
+  }
+}
+
 function readPssKb(pid) {
   try {
     const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1').match(/^Pss:\s+(\d+) kB/m);
@@ -260,17 +317,18 @@ export function startSampler(root, { intervalMs = 100, single = false, pssEvery 
   // Walking all of /proc for the tree is the costly part: do it every 5th
   // tick, and read only the known members in between (a worker that was
   // born since is picked up within 500 ms).
-  let members = [];
+  let members = [root];
+  const rss = new RssReader();
   const tick = (withPss) => {
     let sum = 0;
     let pss = 0;
-    if (single) sum = readStatusKb(root, 'VmRSS');
-    else {
-      if (samples % 5 === 0 || withPss) members = processTree(root).filter((st) => st.state !== 'Z').map((st) => st.pid);
-      for (const pid of members) {
-        sum += readStatusKb(pid, 'VmRSS');
-        if (withPss) pss += readPssKb(pid);
-      }
+    if (!single && (samples % 5 === 0 || withPss)) {
+      members = processTree(root).filter((st) => st.state !== 'Z').map((st) => st.pid);
+      rss.keep(members);
+    }
+    for (const pid of members) {
+      sum += rss.read(pid);
+      if (withPss) pss += readPssKb(pid);
     }
     if (sum > peakRssKb) peakRssKb = sum;
     if (pss > peakPssKb) peakPssKb = pss;
@@ -282,6 +340,7 @@ export function startSampler(root, { intervalMs = 100, single = false, pssEvery 
     stop() {
       tick(!single);
       clearInterval(timer);
+      rss.close();
       const rootHwmKb = readStatusKb(root, 'VmHWM');
       return { peakRssKb: Math.max(peakRssKb, single ? rootHwmKb : 0), peakPssKb: single ? null : peakPssKb, rootHwmKb, samples };
     },
