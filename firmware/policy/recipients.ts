@@ -57,7 +57,7 @@ export class RecipientDirectory {
   readonly #now: () => number;
   readonly #probe: typeof probeRecipient;
   /** list mode: full addresses, lower case. */
-  readonly #addresses: string[] = [];
+  readonly #addresses = new Set<string>();
   /** list mode: domains of "*@domain" entries, lower case. */
   readonly #wildDomains = new Set<string>();
   /** verify mode: answers by address, in insertion order (oldest first). */
@@ -85,7 +85,7 @@ export class RecipientDirectory {
         const parts = splitAddress(entry.toLowerCase());
         if (!parts) throw new TypeError(`recipients.list: expected user@domain or *@domain, got ${JSON.stringify(entry)}`);
         if (parts.local === '*') this.#wildDomains.add(parts.domain);
-        else this.#addresses.push(`${parts.local}@${parts.domain}`);
+        else this.#addresses.add(`${parts.local}@${parts.domain}`);
       }
     }
   }
@@ -111,7 +111,7 @@ export class RecipientDirectory {
   #inList(address: string): boolean {
     const parts = splitAddress(address.toLowerCase());
     if (!parts) return false;
-    return this.#addresses.includes(`${parts.local}@${parts.domain}`) || this.#wildDomains.has(parts.domain);
+    return this.#addresses.has(`${parts.local}@${parts.domain}`) || this.#wildDomains.has(parts.domain);
   }
 
   #verified(address: string): Promise<RecipientCheck> {
