@@ -168,3 +168,26 @@ test('a full file system fails the commit with a "full" error, and service resum
     await rm(mnt, { recursive: true });
   }
 });
+
+test('commit resolves only after a flush that began after the message was written', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'moat-spool-'));
+  const s = await openSpool(dir);
+  const events: string[] = [];
+  const orig = s.device.datasync.bind(s.device);
+  s.device.datasync = async (fh) => {
+    events.push('flush-start');
+    await orig(fh);
+    events.push('flush-end');
+  };
+  const inc = s.begin();
+  inc.write([Buffer.from('x\r\n')]);
+  const p = inc.commit(env()).then(() => events.push('committed'));
+  events.push('commit-called');
+  await p;
+  const called = events.indexOf('commit-called');
+  const start = events.indexOf('flush-start', called);
+  assert.ok(start > called, `a flush started after the commit call: ${events}`);
+  assert.ok(events.indexOf('flush-end', start) < events.indexOf('committed'), `and ended before the commit resolved: ${events}`);
+  await s.close();
+  await rm(dir, { recursive: true });
+});

@@ -19,7 +19,7 @@ export function testConfig(dataDir: string, servers: Array<{ port: number; prior
   return parseConfig({
     hostname: 'mx.example.com',
     inbound: { listen: '127.0.0.1:0', localDomains: ['example.com', 'example.org'], ...o.inbound },
-    internal: { servers: servers.map((s) => ({ host: '127.0.0.1', tls: 'none', ...s })), connectTimeoutMs: 2000, ...o.internal },
+    internal: { servers: servers.map((s) => ({ host: '127.0.0.1', tls: 'none' as const, ...s })), connectTimeoutMs: 2000, ...o.internal },
     queue: { minRetryMs: 200, maxRetryMs: 1000, ...o.queue },
     storage: { dataDir, minFreeBytes: 1024 * 1024, ...o.storage },
     log: { level: process.env.MOAT_TEST_LOG ? 'debug' : 'silent' },
