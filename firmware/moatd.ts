@@ -7,6 +7,7 @@
  * setting, exit status 2), then runs until SIGTERM or SIGINT, when it stops
  * taking connections, lets deliveries in flight finish and closes the spool.
  */
+import './runtime.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from './config/schema.ts';
