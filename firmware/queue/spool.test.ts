@@ -191,3 +191,55 @@ test('commit resolves only after a flush that began after the message was writte
   await s.close();
   await rm(dir, { recursive: true });
 });
+
+test('long-deferred mail is moved out of sparse segments, which are then deleted; a restart finds it once', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'moat-spool-'));
+  let clock = 1_000_000;
+  const opts = { segmentBytes: 1024 * 1024, now: () => clock, relocateAfterMs: 60_000, relocateIntervalMs: 3_600_000 };
+  const s1 = await openSpool(dir, opts);
+  const stuck = await store(s1, [Buffer.from('Subject: stuck\r\n\r\n'), Buffer.alloc(50_000, 0x53)], ['a@example.com', 'b@example.com']);
+  s1.update(stuck, { rcpts: [[0, 'delivered']], attempts: 2, next: 99 });
+  const others = [];
+  for (let i = 0; i < 12; i++) others.push(await store(s1, [Buffer.alloc(200_000, 0x61 + i)]));
+  for (const m of others) s1.update(m, { done: true });
+  const stuckSegs = [...stuck.segments];
+  const segPath = (n: number) => join(dir, 'spool', `seg-${String(n).padStart(8, '0')}.log`);
+  const exists = async (p: string) => stat(p).then(() => true, () => false);
+  assert.ok(await exists(segPath(stuckSegs[0]!)), 'the stuck message pins its segment');
+  assert.equal(await s1.relocateSparse(), 0, 'not before relocateAfterMs');
+  clock += 120_000;
+  assert.equal(await s1.relocateSparse(), 1);
+  assert.ok(![...stuck.segments].some((f) => stuckSegs.includes(f)), 'moved to other segments');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await exists(segPath(stuckSegs[0]!)), false, 'the sparse segment is gone');
+  const body = Buffer.from(await text(s1.reader(stuck)));
+  assert.ok(body.equals(Buffer.concat([Buffer.from('Subject: stuck\r\n\r\n'), Buffer.alloc(50_000, 0x53)])));
+  await s1.close();
+  const s2 = await openSpool(dir, opts);
+  assert.deepEqual([...s2.messages.keys()], [stuck.id], 'recovered once, under its own id');
+  const m = s2.messages.get(stuck.id)!;
+  assert.deepEqual(m.rcpts.map((r) => r.status), ['delivered', 'pending'], 'delivery state kept');
+  assert.equal(m.attempts, 2);
+  assert.equal((await text(s2.reader(m))).length, 50_000 + 18);
+  await s2.close();
+  await rm(dir, { recursive: true });
+});
+
+test('a segment is not deleted while a delivery still reads from it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'moat-spool-'));
+  const s = await openSpool(dir, { segmentBytes: 1024 * 1024 });
+  const m = await store(s, [Buffer.alloc(600_000, 0x41)]);
+  for (let i = 0; i < 3; i++) s.update(await store(s, [Buffer.alloc(300_000, 0x42)]), { done: true }); // rotates past m's segment
+  const it = s.reader(m)[Symbol.asyncIterator]();
+  const first = (await it.next()).value as Buffer;
+  s.update(m, { done: true });
+  await new Promise((res) => setTimeout(res, 50));
+  let rest = 0;
+  for (let n = await it.next(); !n.done; n = await it.next()) rest += (n.value as Buffer).length;
+  assert.equal(first.length + rest, 600_000, 'the reader finished');
+  await new Promise((res) => setTimeout(res, 50));
+  const segs = (await readdir(join(dir, 'spool'))).filter((f) => f.startsWith('seg-'));
+  assert.ok(!segs.includes(`seg-${String([...m.segments][0]).padStart(8, '0')}.log`), 'and then the segment went');
+  await s.close();
+  await rm(dir, { recursive: true });
+});

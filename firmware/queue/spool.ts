@@ -79,6 +79,11 @@ export type SpoolOptions = {
   syncsInFlight?: number;
   stateCompactBytes?: number;
   stateSyncIntervalMs?: number;
+  /** How often to look for sealed segments kept alive by a little deferred mail. */
+  relocateIntervalMs?: number;
+  /** A sealed segment this old whose queued bytes are below relocateRatio of it is emptied. */
+  relocateAfterMs?: number;
+  relocateRatio?: number;
 };
 
 const SEGMENT_RE = /^seg-(\d{8})\.log$/;
@@ -87,7 +92,16 @@ const segName = (seq: number) => `seg-${String(seq).padStart(8, '0')}.log`;
 const MESSAGE_HIGH_WATER = 512 * 1024;
 const READ_BLOCK = 256 * 1024;
 
-type Segment = LogFile & { refs: number; sealed: boolean; sealedDurable?: Promise<void> };
+type Segment = LogFile & {
+  refs: number;
+  sealed: boolean;
+  sealedDurable?: Promise<void>;
+  /** When it was sealed (or found at start-up), for relocation. */
+  sealedAt?: number;
+  /** Readers open on it: it is not deleted under them. */
+  readers?: number;
+  dropWhenUnread?: boolean;
+};
 
 export class Spool {
   readonly dir: string;
@@ -110,12 +124,17 @@ export class Spool {
   /** Finished messages whose bytes are still in a segment: compaction must keep their "done". */
   private tombstones = new Map<QueueId, Set<number>>();
   private closed = false;
+  private relocating = false;
+  private relocateTimer: NodeJS.Timeout | null = null;
 
   private constructor(opts: SpoolOptions) {
     this.opts = {
       syncsInFlight: 1,
       stateCompactBytes: 8 * 1024 * 1024,
       stateSyncIntervalMs: 1000,
+      relocateIntervalMs: 60_000,
+      relocateAfterMs: 10 * 60_000,
+      relocateRatio: 0.25,
       now: Date.now,
       ...opts,
     };
@@ -147,6 +166,7 @@ export class Spool {
       const { size } = await fh.stat();
       const seg = Object.assign(new LogFile(seq, path, fh, size, this.device), { refs: 0, sealed: true }) as Segment;
       seg.sealedDurable = Promise.resolve();
+      seg.sealedAt = this.opts.now();
       this.segments.set(seq, seg);
       await scanFile(
         fh,
@@ -225,6 +245,8 @@ export class Spool {
     await this.compactState();
     this.stateTimer = setInterval(() => void this.flushState(), this.opts.stateSyncIntervalMs);
     this.stateTimer.unref();
+    this.relocateTimer = setInterval(() => void this.relocateSparse(), this.opts.relocateIntervalMs);
+    this.relocateTimer.unref();
   }
 
   // ---- segments ---------------------------------------------------------
@@ -273,6 +295,7 @@ export class Spool {
 
   private seal(seg: Segment): void {
     seg.sealed = true;
+    seg.sealedAt = this.opts.now();
     seg.sealedDurable = seg.idle().then(() => seg.sync());
     seg.sealedDurable.then(
       () => {
@@ -284,6 +307,10 @@ export class Spool {
 
   private async dropSegment(seg: Segment): Promise<void> {
     if (!this.segments.has(seg.seq)) return;
+    if (seg.readers) {
+      seg.dropWhenUnread = true;
+      return;
+    }
     this.segments.delete(seg.seq);
     for (const [id, segs] of this.tombstones) {
       segs.delete(seg.seq);
@@ -376,8 +403,23 @@ export class Spool {
     let i = 0;
     let within = 0;
     const spool = this;
+    const held = [...m.segments].map((f) => this.segments.get(f)).filter((x): x is Segment => x !== undefined);
+    for (const seg of held) seg.readers = (seg.readers ?? 0) + 1;
+    let released = false;
+    const unhold = () => {
+      if (released) return;
+      released = true;
+      for (const seg of held) {
+        seg.readers!--;
+        if (seg.readers === 0 && seg.dropWhenUnread) void this.dropSegment(seg);
+      }
+    };
     return new Readable({
       highWaterMark: READ_BLOCK,
+      destroy(err, cb) {
+        unhold();
+        cb(err);
+      },
       async read() {
         try {
           while (i < m.extents.length && within >= m.extents[i]!.length) {
@@ -387,6 +429,7 @@ export class Spool {
           const e = m.extents[i];
           if (!e) {
             this.push(null);
+            unhold();
             return;
           }
           const seg = spool.segments.get(e.file);
@@ -470,6 +513,83 @@ export class Spool {
     }
   }
 
+  /**
+   * Empties sealed segments that are kept alive only by a little long-deferred
+   * mail: their queued messages are copied to the head (same queue id, new
+   * commit record), then the old copies are released. A crash in between
+   * leaves both copies; recovery keeps the later one, so nothing is lost or
+   * doubled. Returns the number of messages moved.
+   */
+  async relocateSparse(): Promise<number> {
+    if (this.relocating || this.closed) return 0;
+    this.relocating = true;
+    let moved = 0;
+    try {
+      const now = this.opts.now();
+      const live = new Map<number, { bytes: number; msgs: Set<QueuedMessage> }>();
+      for (const m of this.messages.values())
+        for (const e of m.extents) {
+          let l = live.get(e.file);
+          if (!l) live.set(e.file, (l = { bytes: 0, msgs: new Set() }));
+          l.bytes += e.length;
+          l.msgs.add(m);
+        }
+      for (const seg of [...this.segments.values()]) {
+        if (!seg.sealed || seg.refs === 0 || now - (seg.sealedAt ?? now) < this.opts.relocateAfterMs) continue;
+        const l = live.get(seg.seq);
+        if (!l || l.bytes > seg.written * this.opts.relocateRatio) continue;
+        for (const m of l.msgs) {
+          if (this.closed) break;
+          if (this.messages.get(m.id) !== m) continue;
+          try {
+            await this.relocate(m);
+            moved++;
+          } catch (e) {
+            this.log.warn({ queueId: m.id, err: (e as Error).message }, 'spool: could not relocate a message; it stays where it is');
+          }
+        }
+      }
+      if (moved) this.log.info({ moved }, 'spool: relocated deferred mail out of sparse segments');
+    } finally {
+      this.relocating = false;
+    }
+    return moved;
+  }
+
+  private async relocate(m: QueuedMessage): Promise<void> {
+    const inc = new Incoming(this, m.id);
+    for await (const chunk of this.reader(m)) {
+      if (!inc.write([chunk as Buffer])) await inc.drained();
+    }
+    await inc.settle();
+    const seg = this.current();
+    if (!inc.segments.has(seg.seq)) {
+      inc.segments.add(seg.seq);
+      seg.refs++;
+    }
+    try {
+      if (inc.bytes !== m.size) throw new SpoolError('io', `relocation read ${inc.bytes} of ${m.size} bytes`);
+      const payload = Buffer.from(JSON.stringify({ v: 1, size: m.size, envelope: m.envelope }));
+      await seg.append(RecordType.commit, m.id, [payload]).written;
+      await Promise.all([...inc.segments].filter((f) => f !== seg.seq).map((f) => this.segments.get(f)?.sealedDurable ?? Promise.resolve()));
+      await seg.sync();
+    } catch (e) {
+      this.release(inc);
+      throw e;
+    }
+    if (this.messages.get(m.id) !== m) {
+      // finished while it was being copied: the copy must stay marked done too
+      const t = this.tombstones.get(m.id);
+      if (t) for (const f of inc.segments) t.add(f);
+      this.release(inc);
+      return;
+    }
+    const old = { segments: m.segments };
+    m.extents = inc.extents;
+    m.segments = inc.segments;
+    this.release(old);
+  }
+
   /** Segment files on disk (for tests and status). */
   segmentCount(): number {
     return this.segments.size;
@@ -479,6 +599,7 @@ export class Spool {
     if (this.closed) return;
     this.closed = true;
     if (this.stateTimer) clearInterval(this.stateTimer);
+    if (this.relocateTimer) clearInterval(this.relocateTimer);
     const nextSeg = this.nextReady ?? (await this.next?.catch(() => null)) ?? null;
     for (const seg of this.segments.values()) await seg.close().catch(() => undefined);
     if (nextSeg && nextSeg.refs === 0) await fsp.rm(nextSeg.path, { force: true });
@@ -534,6 +655,12 @@ export class Incoming {
     this.writes.push(p);
     if (this.writes.length > 64) this.writes = [Promise.all(this.writes).then(() => undefined)];
     return this.outstanding < MESSAGE_HIGH_WATER;
+  }
+
+  /** Waits for every write so far; throws the first failure. */
+  async settle(): Promise<void> {
+    await Promise.all(this.writes);
+    if (this.failure) throw this.failure;
   }
 
   drained(): Promise<void> {
