@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
 import { startSink, closedPort } from './helpers/sink.ts';
-import { startMoat } from './helpers/moat.ts';
+import { startMoat, withRelay } from './helpers/moat.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 
 const RAW = 'From: Alice <alice@sender.example>\r\nTo: bob@example.com\r\nSubject: hello\r\nMessage-ID: <t1@sender.example>\r\n\r\nLine one\r\n.starts with a dot\r\n\r\nbytes: \xe9\xff\x00 end\r\n';
@@ -18,25 +18,20 @@ async function send(port: number, env: { from: string; to: string[] }, raw: stri
 }
 
 test('a message for a local domain reaches the internal server with its envelope and body intact', async () => {
-  const sink = await startSink();
-  const moat = await startMoat([{ port: sink.port }]);
-  try {
-    const info = await send(moat.port, { from: 'alice@sender.example', to: ['bob@example.com', 'Carol@EXAMPLE.org'] }, Buffer.from(RAW, 'latin1'));
-    assert.match(info.response, /^250 2\.0\.0 Ok: queued as [0-9A-F]{16}$/);
-    const id = /queued as ([0-9A-F]{16})/.exec(info.response)![1]!;
-    const [m] = await sink.waitFor(1);
-    assert.equal(m!.from, 'alice@sender.example');
-    assert.deepEqual(m!.to, ['bob@example.com', 'Carol@example.org']);
-    const body = m!.body.toString('latin1');
-    const rx = /^Received: from [^\r\n]+\r\n\tby mx\.example\.com \(moat\) with ESMTP id ([0-9A-F]{16});\r\n\t[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000\r\n/;
-    const rm = rx.exec(body);
-    assert.ok(rm, `Received header first: ${JSON.stringify(body.slice(0, 200))}`);
-    assert.equal(rm[1], id, 'Received names the queue id from the 250');
-    assert.equal(body.slice(rm[0].length), RAW, 'body byte for byte');
-  } finally {
-    await moat.stop();
-    await sink.close();
-  }
+  await withRelay({}, async ({ moat, sink }) => {
+      const info = await send(moat.port, { from: 'alice@sender.example', to: ['bob@example.com', 'Carol@EXAMPLE.org'] }, Buffer.from(RAW, 'latin1'));
+      assert.match(info.response, /^250 2\.0\.0 Ok: queued as [0-9A-F]{16}$/);
+      const id = /queued as ([0-9A-F]{16})/.exec(info.response)![1]!;
+      const [m] = await sink.waitFor(1);
+      assert.equal(m!.from, 'alice@sender.example');
+      assert.deepEqual(m!.to, ['bob@example.com', 'Carol@example.org']);
+      const body = m!.body.toString('latin1');
+      const rx = /^Received: from [^\r\n]+\r\n\tby mx\.example\.com \(moat\) with ESMTP id ([0-9A-F]{16});\r\n\t[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000\r\n/;
+      const rm = rx.exec(body);
+      assert.ok(rm, `Received header first: ${JSON.stringify(body.slice(0, 200))}`);
+      assert.equal(rm[1], id, 'Received names the queue id from the 250');
+      assert.equal(body.slice(rm[0].length), RAW, 'body byte for byte');
+  });
 });
 
 test('relay tricks and foreign domains are refused at RCPT and nothing reaches the internal server', async () => {
@@ -133,28 +128,23 @@ test('a 4xx for the transaction moves on to the next server', async () => {
 });
 
 test('a 5xx from the internal server ends in a DSN to the sender naming the recipient and the reply', async () => {
-  const sink = await startSink({ rcpt: (a) => (a.startsWith('ghost@') ? { code: 550, message: '5.1.1 ghost: no such user here' } : null) });
-  const moat = await startMoat([{ port: sink.port }]);
-  try {
-    await send(moat.port, { from: 'alice@example.org', to: ['ghost@example.com', 'bob@example.com'] }, 'Subject: to a ghost\r\nMessage-ID: <g1@example.org>\r\n\r\nboo\r\n');
-    const msgs = await sink.waitFor(2);
-    const orig = msgs.find((m) => m.from === 'alice@example.org')!;
-    assert.deepEqual(orig.to, ['bob@example.com']);
-    const dsn = msgs.find((m) => m.from === '')!;
-    assert.ok(dsn, 'a DSN from the null sender');
-    assert.deepEqual(dsn.to, ['alice@example.org']);
-    const text = dsn.body.toString();
-    assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status/);
-    assert.match(text, /Final-Recipient: rfc822; ?ghost@example\.com/);
-    assert.match(text, /Action: failed/);
-    assert.match(text, /Status: 5\.1\.1/);
-    assert.match(text, /ghost: no such user here/);
-    assert.match(text, /Subject: to a ghost/, 'original headers returned');
-    assert.doesNotMatch(text, /\r\n\r\nboo\r\n/, 'the body is not echoed');
-  } finally {
-    await moat.stop();
-    await sink.close();
-  }
+  await withRelay({ sink: { rcpt: (a) => (a.startsWith('ghost@') ? { code: 550, message: '5.1.1 ghost: no such user here' } : null) } }, async ({ moat, sink }) => {
+      await send(moat.port, { from: 'alice@example.org', to: ['ghost@example.com', 'bob@example.com'] }, 'Subject: to a ghost\r\nMessage-ID: <g1@example.org>\r\n\r\nboo\r\n');
+      const msgs = await sink.waitFor(2);
+      const orig = msgs.find((m) => m.from === 'alice@example.org')!;
+      assert.deepEqual(orig.to, ['bob@example.com']);
+      const dsn = msgs.find((m) => m.from === '')!;
+      assert.ok(dsn, 'a DSN from the null sender');
+      assert.deepEqual(dsn.to, ['alice@example.org']);
+      const text = dsn.body.toString();
+      assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status/);
+      assert.match(text, /Final-Recipient: rfc822; ?ghost@example\.com/);
+      assert.match(text, /Action: failed/);
+      assert.match(text, /Status: 5\.1\.1/);
+      assert.match(text, /ghost: no such user here/);
+      assert.match(text, /Subject: to a ghost/, 'original headers returned');
+      assert.doesNotMatch(text, /\r\n\r\nboo\r\n/, 'the body is not echoed');
+  });
 });
 
 test('recipient list: unknown users get 550 5.1.1, wildcards admit a whole domain, the cap gives 452 4.5.3', async () => {
@@ -163,9 +153,7 @@ test('recipient list: unknown users get 550 5.1.1, wildcards admit a whole domai
     inbound: { recipients: { mode: 'list', list: ['bob@example.com', '*@example.org'] }, maxRecipients: 3 },
   });
   try {
-    const c = await RawSmtp.open(moat.port);
-    await c.reply();
-    await c.cmd('EHLO client.example.net');
+    const c = await RawSmtp.greeted(moat.port);
     await c.cmd('MAIL FROM:<a@sender.example>');
     assert.equal(await c.cmd('RCPT TO:<nobody@example.com>'), '550 5.1.1 Recipient address rejected: user unknown');
     assert.match(await c.cmd('RCPT TO:<BOB@example.com>'), /^250/);
@@ -180,32 +168,23 @@ test('recipient list: unknown users get 550 5.1.1, wildcards admit a whole domai
 });
 
 test('recipient verify: moat asks the internal server and caches the answer', async () => {
-  const sink = await startSink({ rcpt: (a) => (a === 'bob@example.com' ? null : { code: 550, message: '5.1.1 unknown' }) });
-  const moat = await startMoat([{ port: sink.port }], { inbound: { recipients: { mode: 'verify' } } });
-  try {
-    const c = await RawSmtp.open(moat.port);
-    await c.reply();
-    await c.cmd('EHLO client.example.net');
-    await c.cmd('MAIL FROM:<a@sender.example>');
-    assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
-    assert.match(await c.cmd('RCPT TO:<mallory@example.com>'), /^550 5\.1\.1 /);
-    const probes = sink.connections;
-    assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
-    assert.match(await c.cmd('RCPT TO:<mallory@example.com>'), /^550 5\.1\.1 /);
-    assert.equal(sink.connections, probes, 'answered from the cache');
-    await c.cmd('QUIT');
-  } finally {
-    await moat.stop();
-    await sink.close();
-  }
+  await withRelay({ inbound: { recipients: { mode: 'verify' } }, sink: { rcpt: (a) => (a === 'bob@example.com' ? null : { code: 550, message: '5.1.1 unknown' }) } }, async ({ moat, sink }) => {
+      const c = await RawSmtp.greeted(moat.port);
+      await c.cmd('MAIL FROM:<a@sender.example>');
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
+      assert.match(await c.cmd('RCPT TO:<mallory@example.com>'), /^550 5\.1\.1 /);
+      const probes = sink.connections;
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
+      assert.match(await c.cmd('RCPT TO:<mallory@example.com>'), /^550 5\.1\.1 /);
+      assert.equal(sink.connections, probes, 'answered from the cache');
+      await c.cmd('QUIT');
+  });
 });
 
 test('recipient verify with the internal server down fails closed: 451, never accept', async () => {
   const moat = await startMoat([{ port: await closedPort() }], { inbound: { recipients: { mode: 'verify' } } });
   try {
-    const c = await RawSmtp.open(moat.port);
-    await c.reply();
-    await c.cmd('EHLO client.example.net');
+    const c = await RawSmtp.greeted(moat.port);
     await c.cmd('MAIL FROM:<a@sender.example>');
     assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), '451 4.4.3 Recipient verification unavailable, try again later');
     await c.cmd('QUIT');
@@ -215,67 +194,46 @@ test('recipient verify with the internal server down fails closed: 451, never ac
 });
 
 test('size: SIZE= over the limit is refused at MAIL; a stream over the limit at the end, and nothing is queued', async () => {
-  const sink = await startSink();
-  const moat = await startMoat([{ port: sink.port }], { inbound: { maxMessageSize: 100_000 } });
-  try {
-    const c = await RawSmtp.open(moat.port);
-    await c.reply();
-    await c.cmd('EHLO client.example.net');
-    assert.match(await c.cmd('MAIL FROM:<a@sender.example> SIZE=200000'), /^552 5\.3\.4 /);
-    assert.match(await c.cmd('MAIL FROM:<a@sender.example>'), /^250/);
-    assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
-    assert.match(await c.cmd('DATA'), /^354/);
-    const line = 'x'.repeat(998) + '\r\n';
-    c.write('Subject: big\r\n\r\n' + line.repeat(150) + '.\r\n');
-    assert.match(await c.reply(), /^552 5\.3\.4 /);
-    assert.match(await c.cmd('NOOP'), /^250/, 'the session goes on');
-    await c.cmd('QUIT');
-    assert.equal(moat.spool.messages.size, 0);
-    assert.equal(sink.messages.length, 0);
-  } finally {
-    await moat.stop();
-    await sink.close();
-  }
+  await withRelay({ inbound: { maxMessageSize: 100_000 } }, async ({ moat, sink }) => {
+      const c = await RawSmtp.greeted(moat.port);
+      assert.match(await c.cmd('MAIL FROM:<a@sender.example> SIZE=200000'), /^552 5\.3\.4 /);
+      assert.match(await c.cmd('MAIL FROM:<a@sender.example>'), /^250/);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
+      assert.match(await c.cmd('DATA'), /^354/);
+      const line = 'x'.repeat(998) + '\r\n';
+      c.write('Subject: big\r\n\r\n' + line.repeat(150) + '.\r\n');
+      assert.match(await c.reply(), /^552 5\.3\.4 /);
+      assert.match(await c.cmd('NOOP'), /^250/, 'the session goes on');
+      await c.cmd('QUIT');
+      assert.equal(moat.spool.messages.size, 0);
+      assert.equal(sink.messages.length, 0);
+  });
 });
 
 test('no room on the spool: 452 4.3.1 at MAIL, never a 250', async () => {
-  const sink = await startSink();
-  const moat = await startMoat([{ port: sink.port }], { storage: { minFreeBytes: Number.MAX_SAFE_INTEGER } });
-  try {
-    const c = await RawSmtp.open(moat.port);
-    await c.reply();
-    await c.cmd('EHLO client.example.net');
-    assert.equal(await c.cmd('MAIL FROM:<a@sender.example>'), '452 4.3.1 Insufficient system storage, try again later');
-    await c.cmd('QUIT');
-  } finally {
-    await moat.stop();
-    await sink.close();
-  }
+  await withRelay({ storage: { minFreeBytes: Number.MAX_SAFE_INTEGER } }, async ({ moat, sink }) => {
+      const c = await RawSmtp.greeted(moat.port);
+      assert.equal(await c.cmd('MAIL FROM:<a@sender.example>'), '452 4.3.1 Insufficient system storage, try again later');
+      await c.cmd('QUIT');
+  });
 });
 
 test('a client that disconnects in the middle of DATA leaves nothing queued', async () => {
-  const sink = await startSink();
-  const moat = await startMoat([{ port: sink.port }]);
-  try {
-    const c = await RawSmtp.open(moat.port);
-    await c.reply();
-    await c.cmd('EHLO client.example.net');
-    await c.cmd('MAIL FROM:<a@sender.example>');
-    await c.cmd('RCPT TO:<bob@example.com>');
-    await c.cmd('DATA');
-    c.write('Subject: cut\r\n\r\nhalf a message');
-    await new Promise((r) => setTimeout(r, 50));
-    c.destroy();
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(moat.spool.messages.size, 0);
-    assert.equal(sink.messages.length, 0);
-    // and the daemon still serves
-    const info = await send(moat.port, { from: 'a@sender.example', to: ['bob@example.com'] }, 'Subject: ok\r\n\r\nok\r\n');
-    assert.match(info.response, /^250 /);
-  } finally {
-    await moat.stop();
-    await sink.close();
-  }
+  await withRelay({}, async ({ moat, sink }) => {
+      const c = await RawSmtp.greeted(moat.port);
+      await c.cmd('MAIL FROM:<a@sender.example>');
+      await c.cmd('RCPT TO:<bob@example.com>');
+      await c.cmd('DATA');
+      c.write('Subject: cut\r\n\r\nhalf a message');
+      await new Promise((r) => setTimeout(r, 50));
+      c.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(moat.spool.messages.size, 0);
+      assert.equal(sink.messages.length, 0);
+      // and the daemon still serves
+      const info = await send(moat.port, { from: 'a@sender.example', to: ['bob@example.com'] }, 'Subject: ok\r\n\r\nok\r\n');
+      assert.match(info.response, /^250 /);
+  });
 });
 
 test('the spool file system fills up during DATA: 452 4.3.1, nothing queued, service resumes when space returns', async (t) => {

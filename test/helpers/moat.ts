@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../firmware/config/schema.ts';
 import { startDaemon, type Daemon } from '../../firmware/daemon.ts';
 import { silentLogger, createLogger } from '../../firmware/log/logger.ts';
+import { startSink, type Sink } from './sink.ts';
 
 export type TestMoat = Daemon & { dataDir: string; stop(): Promise<void> };
 
@@ -38,4 +39,19 @@ export async function startMoat(servers: Parameters<typeof testConfig>[1], o: Ov
       if (!o.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   });
+}
+
+/** Runs fn with a sink standing in for the internal server and moat relaying to it; cleans both up. */
+export async function withRelay(
+  o: Overrides & { sink?: Parameters<typeof startSink>[0] },
+  fn: (r: { moat: TestMoat; sink: Sink }) => Promise<void>,
+): Promise<void> {
+  const sink = await startSink(o.sink);
+  const moat = await startMoat([{ port: sink.port }], o);
+  try {
+    await fn({ moat, sink });
+  } finally {
+    await moat.stop();
+    await sink.close();
+  }
 }

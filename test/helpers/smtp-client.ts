@@ -31,6 +31,14 @@ export class RawSmtp {
     });
     return new RawSmtp(sock);
   }
+  /** Connects, reads the greeting and says EHLO: ready for MAIL. */
+  static async greeted(port: number, helo = 'client.example.net'): Promise<RawSmtp> {
+    const c = await RawSmtp.open(port);
+    await c.reply();
+    const r = await c.cmd(`EHLO ${helo}`);
+    if (!r.startsWith('250')) throw new Error(`EHLO refused: ${r}`);
+    return c;
+  }
   /** Reads one complete (possibly multi-line) reply. */
   async reply(timeoutMs = 10_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
