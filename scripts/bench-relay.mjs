@@ -492,6 +492,7 @@ function summarise(rows) {
       e2eMBPerS: med('e2eMBPerS', 1),
       e2eMsgsPerSRange: ok.length ? [Math.min(...ok.map((r) => r.e2eMsgsPerS)), Math.max(...ok.map((r) => r.e2eMsgsPerS))] : null,
       peakRssMiB: med('peakRssMiB', 1),
+      peakPssMiB: med('peakPssMiB', 1),
       cpuMsPerMsg: med('cpuMsPerMsg', 3),
       vsDirect: med('vsDirect', 3),
       statuses: [...new Set(g.map((r) => r.status))].join(','),
@@ -511,7 +512,7 @@ function printSummary(summary) {
     fmt(s.e2eMsgsPerS, 1),
     s.e2eMsgsPerSRange ? `${fmt(s.e2eMsgsPerSRange[0], 0)}–${fmt(s.e2eMsgsPerSRange[1], 0)}` : '-',
     fmt(s.e2eMBPerS, 1),
-    fmt(s.peakRssMiB, 1),
+    s.peakPssMiB === null ? fmt(s.peakRssMiB, 1) : `${fmt(s.peakRssMiB, 1)} (${fmt(s.peakPssMiB, 0)})`,
     fmt(s.cpuMsPerMsg, 2),
     s.vsDirect === null ? '-' : `${fmt(s.vsDirect, 2)}×`,
   ]);
