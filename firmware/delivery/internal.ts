@@ -3,23 +3,27 @@
  *
  * Servers are tried by priority (lowest number first); among equal priorities
  * the order is drawn at random by weight, so load spreads as configured. A
- * server that refuses connections or answers 4xx to the transaction is left for
- * the next one, and a server that could not be reached is skipped for a short
- * while (so a dead server does not cost every message a connect timeout).
- * Connections are kept open and reused (RSET) between messages, a few per
- * server. STARTTLS is none / opportunistic / required per server, with
- * optional certificate verification.
+ * server that cannot be reached, or whose greeting, EHLO or STARTTLS fails, is
+ * left for the next one and skipped for 30 s (so a dead server does not cost
+ * every message a connect timeout); a 4xx to the transaction or a connection
+ * that breaks during it moves on to the next server too. Connections are kept
+ * open and reused (RSET) between messages, a few per server, and closed after
+ * 15 s idle; after close() nothing is reused. STARTTLS is none / opportunistic /
+ * required per server, with optional certificate verification.
  *
- * The outcome is per recipient: delivered (the server took the message),
- * failed (5xx: final), deferred (4xx or no server reachable). Must never report
- * delivered before the server's reply to the end of data. Called by
- * queue/manager.ts; uses nodemailer's SMTP client for the protocol.
+ * The outcome is per recipient: delivered (accepted at RCPT and the server took
+ * the message with a 2xx to the end of data), failed (a 5xx to its RCPT; or to
+ * MAIL or the end of data, for everyone the transaction was for), deferred (a
+ * 4xx to its RCPT, or no server took the message). Must never report delivered
+ * before the server's reply to the end of data. Called by queue/manager.ts;
+ * speaks SMTP through delivery/smtp-client.ts.
  */
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Config, InternalServer } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import { SmtpClient, SmtpClientError, type Reply, type SendResult } from './smtp-client.ts';
+import { isWireAddress } from './smtp-reply.ts';
 
 export type RcptOutcome = { status: 'delivered' | 'failed' | 'deferred'; reply: string; enhanced?: string };
 export type DeliveryResult = { server: string | null; outcomes: RcptOutcome[] };
@@ -32,24 +36,23 @@ export type DeliveryJob = {
   open: () => Readable;
 };
 
-type Conn = InstanceType<typeof SMTPConnection>;
-type SendError = Error & { code?: string; responseCode?: number; response?: string; rejectedErrors?: SendError[]; recipient?: string };
-
 const DOWN_MS = 30_000;
 const IDLE_MS = 15_000;
+
+type PoolOptions = { hostname: string; max: number; connectTimeoutMs: number; commandTimeoutMs: number };
 
 class ServerPool {
   readonly server: InternalServer;
   readonly label: string;
-  private idle: Array<{ conn: Conn; timer: NodeJS.Timeout }> = [];
+  private idle: Array<{ conn: SmtpClient; timer: NodeJS.Timeout }> = [];
   private busy = 0;
   private waiters: Array<() => void> = [];
   downUntil = 0;
   private closed = false;
   private readonly ca: string | undefined;
-  private readonly opts: { hostname: string; max: number; connectTimeoutMs: number; commandTimeoutMs: number };
+  private readonly opts: PoolOptions;
 
-  constructor(server: InternalServer, opts: { hostname: string; max: number; connectTimeoutMs: number; commandTimeoutMs: number }) {
+  constructor(server: InternalServer, opts: PoolOptions) {
     this.server = server;
     this.opts = opts;
     this.label = `${server.host}:${server.port}`;
@@ -57,13 +60,13 @@ class ServerPool {
   }
 
   /** Waits for a connection slot, then hands out an idle connection or opens one. */
-  async acquire(): Promise<Conn> {
+  async acquire(): Promise<SmtpClient> {
     while (this.busy >= this.opts.max) await new Promise<void>((r) => this.waiters.push(r));
     this.busy++;
     while (this.idle.length) {
       const { conn, timer } = this.idle.pop()!;
       clearTimeout(timer);
-      if (isUsable(conn)) return conn;
+      if (conn.usable) return conn;
       conn.close();
     }
     try {
@@ -74,64 +77,47 @@ class ServerPool {
     }
   }
 
-  private open(): Promise<Conn> {
+  private open(): Promise<SmtpClient> {
     const s = this.server;
-    const conn = new SMTPConnection({
+    return SmtpClient.connect({
       host: s.host,
       port: s.port,
-      name: this.opts.hostname,
-      secure: false,
-      ignoreTLS: s.tls === 'none',
-      requireTLS: s.tls === 'required',
-      opportunisticTLS: s.tls === 'opportunistic',
-      tls: {
-        rejectUnauthorized: s.verifyCertificate,
-        ...(this.ca ? { ca: this.ca } : {}),
-        ...(s.servername ? { servername: s.servername } : {}),
-      },
-      connectionTimeout: this.opts.connectTimeoutMs,
-      greetingTimeout: this.opts.connectTimeoutMs,
-      socketTimeout: this.opts.commandTimeoutMs,
-      allowInternalNetworkInterfaces: true,
-      logger: false,
-    });
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      conn.once('error', (e: Error) => {
-        if (!settled) {
-          settled = true;
-          conn.close();
-          reject(e);
-        }
-      });
-      conn.connect(() => {
-        settled = true;
-        conn.on('error', () => undefined); // later errors surface through send()
-        resolve(conn);
-      });
+      heloName: this.opts.hostname,
+      tls: s.tls,
+      rejectUnauthorized: s.verifyCertificate,
+      ...(this.ca ? { ca: this.ca } : {}),
+      ...(s.servername ? { servername: s.servername } : {}),
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      commandTimeoutMs: this.opts.commandTimeoutMs,
     });
   }
 
-  /** Returns a healthy connection for reuse, or closes it. */
-  release(conn: Conn, reusable: boolean): void {
-    if (reusable && isUsable(conn)) {
-      conn.reset((err: Error | null) => {
-        if (err) conn.close();
-        else if (this.closed) conn.quit();
-        else {
+  /** Returns a healthy connection for reuse (after RSET), or closes it. */
+  release(conn: SmtpClient, reusable: boolean): void {
+    if (!reusable || !conn.usable) {
+      conn.close();
+      this.releaseSlot();
+      return;
+    }
+    conn.reset().then(
+      () => {
+        if (this.closed) {
+          void conn.quit();
+        } else {
           const timer = setTimeout(() => {
             this.idle = this.idle.filter((i) => i.conn !== conn);
-            conn.quit();
+            void conn.quit();
           }, IDLE_MS);
           timer.unref();
           this.idle.push({ conn, timer });
         }
         this.releaseSlot();
-      });
-    } else {
-      conn.close();
-      this.releaseSlot();
-    }
+      },
+      () => {
+        conn.close();
+        this.releaseSlot();
+      },
+    );
   }
 
   private releaseSlot(): void {
@@ -143,14 +129,9 @@ class ServerPool {
     this.closed = true;
     for (const { conn, timer } of this.idle.splice(0)) {
       clearTimeout(timer);
-      conn.quit();
+      void conn.quit();
     }
   }
-}
-
-function isUsable(conn: Conn): boolean {
-  const c = conn as unknown as { _destroyed?: boolean; _closing?: boolean; stage?: string };
-  return !c._destroyed && !c._closing;
 }
 
 /** Orders servers: by priority, and by weighted random draw within a priority. */
@@ -207,12 +188,29 @@ export class InternalDelivery {
   }
 
   async deliver(job: DeliveryJob): Promise<DeliveryResult> {
+    // Addresses SMTP cannot carry never reach a server (the inbound edge refuses them already).
+    if (!isWireAddress(job.from)) return { server: null, outcomes: job.to.map(() => ({ status: 'failed', reply: UNSENDABLE_SENDER })) };
+    const sendable = job.to.flatMap((a, i) => (isWireAddress(a) && a !== '' ? [i] : []));
+    if (sendable.length === job.to.length) return this.attempt(job);
+    return this.attemptSome(job, sendable);
+  }
+
+  /** Delivers to the sendable recipients only; the others fail at once. */
+  private async attemptSome(job: DeliveryJob, sendable: number[]): Promise<DeliveryResult> {
+    const outcomes: RcptOutcome[] = job.to.map(() => ({ status: 'failed', reply: UNSENDABLE_RCPT }));
+    if (!sendable.length) return { server: null, outcomes };
+    const r = await this.attempt({ ...job, to: sendable.map((i) => job.to[i]!) });
+    sendable.forEach((i, k) => (outcomes[i] = r.outcomes[k]!));
+    return { server: r.server, outcomes };
+  }
+
+  private async attempt(job: DeliveryJob): Promise<DeliveryResult> {
     const order = orderServers(this.pools.map((p) => ({ p, priority: p.server.priority, weight: p.server.weight }))).map((x) => x.p);
     const t = this.now();
     const candidates = order.filter((p) => p.downUntil <= t);
     let lastReply = '4.4.1 No internal server reachable';
     for (const pool of candidates.length ? candidates : order) {
-      let conn: Conn;
+      let conn: SmtpClient;
       try {
         conn = await pool.acquire();
       } catch (e) {
@@ -235,40 +233,23 @@ export class InternalDelivery {
     return { server: null, outcomes: job.to.map(() => ({ status: 'deferred', reply: lastReply })) };
   }
 
-  private sendOn(conn: Conn, job: DeliveryJob): Promise<{ kind: 'done'; outcomes: RcptOutcome[]; reply: string; reusable: boolean } | { kind: 'next'; reply: string; reusable: boolean }> {
-    return new Promise((resolve) => {
-      const body = job.open();
-      const envelope = { from: job.from, to: job.to, size: job.size, use8BitMime: job.bodyType === '8BITMIME' };
-      conn.send(envelope, body, (err: SendError | null, info?: { response?: string; rejectedErrors?: SendError[] }) => {
-        body.destroy();
-        if (!err) {
-          const rejected = new Map<string, SendError>();
-          for (const r of info?.rejectedErrors ?? []) if (r.recipient) rejected.set(r.recipient, r);
-          const outcomes = job.to.map((rcpt): RcptOutcome => {
-            const rej = rejected.get(rcpt);
-            if (!rej) return { status: 'delivered', reply: info?.response ?? '250' };
-            return rcptOutcome(rej);
-          });
-          return resolve({ kind: 'done', outcomes, reply: info?.response ?? '250', reusable: true });
-        }
-        const reply = err.response ?? err.message;
-        const code = err.responseCode ?? 0;
-        if (err.code === 'EENVELOPE' && err.rejectedErrors?.length && !/^MAIL/i.test((err as { command?: string }).command ?? '')) {
-          // every recipient refused at RCPT: each keeps its own verdict
-          const byRcpt = new Map(err.rejectedErrors.map((r) => [r.recipient ?? '', r]));
-          const outcomes = job.to.map((rcpt) => {
-            const r = byRcpt.get(rcpt);
-            return r ? rcptOutcome(r) : ({ status: 'deferred', reply } as RcptOutcome);
-          });
-          return resolve({ kind: 'done', outcomes, reply, reusable: true });
-        }
-        if (code >= 500 && code < 600) {
-          // refused for the whole message (MAIL FROM or end of data): final
-          return resolve({ kind: 'done', outcomes: job.to.map(() => ({ status: 'failed', reply })), reply, reusable: true });
-        }
-        resolve({ kind: 'next', reply: code ? reply : `4.4.2 ${reply}`, reusable: code >= 400 && code < 500 });
-      });
-    });
+  private async sendOn(conn: SmtpClient, job: DeliveryJob): Promise<Attempt> {
+    const body = job.open();
+    let res: SendResult;
+    try {
+      res = await conn.send({ from: job.from, to: job.to, size: job.size, eightBit: job.bodyType === '8BITMIME' }, body);
+    } catch (e) {
+      const err = e as SmtpClientError;
+      if (err.code === 'EBODY') {
+        // our own spool could not be read: another server would fare no better
+        const reply = `4.3.0 ${err.message}`;
+        return { kind: 'done', outcomes: job.to.map(() => ({ status: 'deferred', reply })), reply, reusable: false };
+      }
+      return { kind: 'next', reply: `4.4.2 ${err.message}`, reusable: false };
+    } finally {
+      body.destroy();
+    }
+    return settle(job, res);
   }
 
   close(): void {
@@ -276,8 +257,36 @@ export class InternalDelivery {
   }
 }
 
-function rcptOutcome(e: SendError): RcptOutcome {
-  const code = e.responseCode ?? 0;
-  const reply = e.response ?? e.message;
-  return { status: code >= 500 && code < 600 ? 'failed' : 'deferred', reply };
+type Attempt = { kind: 'done'; outcomes: RcptOutcome[]; reply: string; reusable: boolean } | { kind: 'next'; reply: string; reusable: boolean };
+
+const UNSENDABLE_SENDER = '5.1.7 Sender address cannot be sent over SMTP (control, space, angle bracket or non-ASCII character); not delivered';
+const UNSENDABLE_RCPT = '5.1.3 Recipient address cannot be sent over SMTP (control, space, angle bracket or non-ASCII character); not delivered';
+
+/** Turns the replies of one transaction into per-recipient outcomes, or into "try the next server". */
+function settle(job: DeliveryJob, res: SendResult): Attempt {
+  const { mail, rcpts, data } = res;
+  if (!isClass(mail, 2)) {
+    if (isClass(mail, 5)) return { kind: 'done', outcomes: job.to.map(() => ({ status: 'failed', reply: mail.text })), reply: mail.text, reusable: true };
+    return { kind: 'next', reply: mail.text, reusable: isClass(mail, 4) };
+  }
+  if (data === null) {
+    // no recipient accepted: each keeps its own verdict
+    return { kind: 'done', outcomes: rcpts.map(rcptOutcome), reply: rcpts[0]?.text ?? mail.text, reusable: true };
+  }
+  if (isClass(data, 2) || isClass(data, 5)) {
+    // the verdict on the message, for each recipient the server accepted
+    const verdict: RcptOutcome['status'] = isClass(data, 2) ? 'delivered' : 'failed';
+    const outcomes = rcpts.map((r) => (isClass(r, 2) ? { status: verdict, reply: data.text } : rcptOutcome(r)));
+    return { kind: 'done', outcomes, reply: data.text, reusable: true };
+  }
+  // a 4xx to DATA or to the end of data: the next server may take it
+  return { kind: 'next', reply: data.text, reusable: isClass(data, 4) };
+}
+
+function isClass(r: Reply, k: number): boolean {
+  return Math.floor(r.code / 100) === k;
+}
+
+function rcptOutcome(r: Reply): RcptOutcome {
+  return { status: isClass(r, 5) ? 'failed' : 'deferred', reply: r.text };
 }

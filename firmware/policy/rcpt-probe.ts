@@ -12,12 +12,11 @@
  * caller fails closed. RSET and QUIT are courtesy: once RCPT has answered, their
  * failure does not change the verdict.
  *
- * Replies are parsed strictly: lines end in CRLF (a bare CR or LF is an error),
- * every line starts with the same three-digit code, "ddd-" continues and "ddd "
- * (or a bare "ddd") ends a reply; a reply may have at most 64 lines of at most
- * 4 KiB each. We never pipeline, so bytes that arrive after a complete reply and
- * before our next command are an error too (this is what stops the STARTTLS
- * command-injection trick of answering for the TLS session in plaintext).
+ * Replies are parsed strictly by delivery/smtp-reply.ts (CRLF lines, one code
+ * per reply, at most 64 lines of at most 4 KiB each). We never pipeline, so
+ * bytes that arrive after a complete reply and before our next command are an
+ * error too (this is what stops the STARTTLS command-injection trick of
+ * answering for the TLS session in plaintext).
  *
  * Never: builds a command from an unchecked string (the address and the HELO
  * name are checked here once more, even though callers validate them); throws
@@ -29,6 +28,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { ReplyParser, ReplyFormatError, printable, isWireAddress, isHeloName, type SmtpReply } from '../delivery/smtp-reply.ts';
 
 export type ProbeTarget = {
   host: string;
@@ -53,99 +53,13 @@ export type ProbeAnswer = {
   server: string;
 };
 
-/** Longest reply line we accept, excluding the CRLF (RFC 5321 allows 512 including it). */
-export const MAX_REPLY_LINE = 4096;
-/** Most lines we accept in one reply (an EHLO reply is the longest we expect). */
-export const MAX_REPLY_LINES = 64;
-/** Longest address we put on the wire (RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its brackets). */
-const MAX_ADDRESS = 254;
+// The parser moved to delivery/smtp-reply.ts; re-exported for existing callers and tests.
+export { ReplyParser, ReplyFormatError, MAX_REPLY_LINE, MAX_REPLY_LINES, type SmtpReply } from '../delivery/smtp-reply.ts';
 
-export type SmtpReply = { code: number; lines: string[] };
-
-/** A reply that broke the protocol; internal, turned into a tempfail answer. */
-export class ReplyFormatError extends Error {
-  override name = 'ReplyFormatError';
-}
-
-const CR = 0x0d;
-const LF = 0x0a;
-const LINE_RE = /^([2-5][0-5][0-9])(?:([ -])(.*))?$/s;
-
-/**
- * Incremental, strict SMTP reply parser. push() takes any chunking of the byte
- * stream and returns the replies it completes; it throws ReplyFormatError on the
- * first violation and must not be used after that. Keeps only the unfinished line
- * and the lines of the unfinished reply across chunks.
- */
-export class ReplyParser {
-  #tail: Buffer | null = null;
-  #code = 0;
-  #lines: string[] = [];
-
-  /** True while part of a reply (a line or earlier lines of a multi-line reply) is pending. */
-  get busy(): boolean {
-    return this.#tail !== null || this.#lines.length > 0;
-  }
-
-  push(chunk: Buffer): SmtpReply[] {
-    const out: SmtpReply[] = [];
-    let buf = this.#tail ? Buffer.concat([this.#tail, chunk]) : chunk;
-    this.#tail = null;
-    let start = 0;
-    for (;;) {
-      const lf = buf.indexOf(LF, start);
-      if (lf === -1) break;
-      if (lf === start || buf[lf - 1] !== CR) throw new ReplyFormatError('bare LF in reply');
-      const line = buf.subarray(start, lf - 1);
-      start = lf + 1;
-      if (line.length > MAX_REPLY_LINE) throw new ReplyFormatError(`reply line longer than ${MAX_REPLY_LINE} bytes`);
-      if (line.includes(CR)) throw new ReplyFormatError('bare CR in reply');
-      const reply = this.#line(line.toString('latin1'));
-      if (reply) out.push(reply);
-    }
-    if (start < buf.length) {
-      const rest = buf.subarray(start);
-      // The pending line may hold MAX_REPLY_LINE bytes plus the CR of its CRLF.
-      const overlong =
-        rest.length > MAX_REPLY_LINE + 1 || (rest.length === MAX_REPLY_LINE + 1 && rest[rest.length - 1] !== CR);
-      if (overlong) throw new ReplyFormatError(`reply line longer than ${MAX_REPLY_LINE} bytes`);
-      this.#tail = Buffer.from(rest); // copy: only the short unfinished line outlives the chunk
-    }
-    return out;
-  }
-
-  #line(text: string): SmtpReply | null {
-    const m = LINE_RE.exec(text);
-    if (!m) throw new ReplyFormatError(`malformed reply line: ${printable(text.slice(0, 80))}`);
-    const code = Number(m[1]);
-    if (this.#lines.length === 0) this.#code = code;
-    else if (code !== this.#code) throw new ReplyFormatError(`reply code changed from ${this.#code} to ${code} within a reply`);
-    this.#lines.push(m[3] ?? '');
-    const more = m[2] === '-';
-    if (more) {
-      if (this.#lines.length >= MAX_REPLY_LINES) throw new ReplyFormatError(`reply longer than ${MAX_REPLY_LINES} lines`);
-      return null;
-    }
-    const reply = { code: this.#code, lines: this.#lines };
-    this.#lines = [];
-    this.#code = 0;
-    return reply;
-  }
-}
-
-/** Replace anything but printable ASCII, so server text is safe in logs and on the console. */
-function printable(s: string): string {
-  return s.replace(/[^\x20-\x7e]/g, '?');
-}
-
+/** A reply for the answer: each line with its code, printable ASCII, joined with "\n". */
 function replyText(r: SmtpReply): string {
   return r.lines.map((l) => printable(`${r.code} ${l}`.trimEnd())).join('\n');
 }
-
-/** The characters we refuse in an address: controls, space, DEL, angle brackets, anything non-ASCII. */
-const ADDRESS_FORBIDDEN = /[^\x21-\x7e]|[<>]/;
-/** A HELO name: a hostname, or an address literal such as [192.0.2.1] or [IPv6:2001:db8::1]. */
-const HELO_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\])$/;
 
 /** Ends the dialogue with a tempfail answer (a failed step, or a reply we cannot use). */
 class Stop extends Error {
@@ -311,9 +225,9 @@ export async function probeRecipient(
   const server = serverLabel(target);
   const tempfail = (code: number, reply: string): ProbeAnswer => ({ verdict: 'tempfail', code, reply, server });
 
-  if (typeof address !== 'string' || address.length === 0 || address.length > MAX_ADDRESS || ADDRESS_FORBIDDEN.test(address))
+  if (!isWireAddress(address) || address.length === 0)
     return tempfail(0, 'refused to probe: address is empty, too long or contains forbidden characters');
-  if (typeof opts.heloName !== 'string' || opts.heloName.length > 255 || !HELO_RE.test(opts.heloName))
+  if (!isHeloName(opts.heloName))
     return tempfail(0, 'refused to probe: invalid HELO name');
   if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535 || !target.host)
     return tempfail(0, 'refused to probe: invalid server address');
