@@ -269,3 +269,60 @@ test('the spool file system fills up during DATA: 452 4.3.1, nothing queued, ser
     await rm(mnt, { recursive: true, force: true });
   }
 });
+
+test('mail that cannot be delivered before queue.maxLifetimeMs is returned to its sender with the last reply', async () => {
+  await withRelay(
+    {
+      queue: { minRetryMs: 50, maxRetryMs: 100, maxLifetimeMs: 600 },
+      sink: { rcpt: (a) => (a.startsWith('busy@') ? { code: 451, message: '4.2.1 mailbox busy, try later' } : null) },
+    },
+    async ({ moat, sink }) => {
+      await send(moat.port, { from: 'alice@example.org', to: ['busy@example.com'] }, 'Subject: will expire\r\n\r\nx\r\n');
+      const [dsn] = await sink.waitFor(1, 10_000);
+      assert.equal(dsn!.from, '');
+      assert.deepEqual(dsn!.to, ['alice@example.org']);
+      const text = dsn!.body.toString();
+      assert.match(text, /Final-Recipient: rfc822; ?busy@example\.com/);
+      assert.match(text, /Status: 5\.4\.7/);
+      assert.match(text, /expired/i);
+      assert.match(text, /mailbox busy, try later/, 'the last reply is named');
+      for (let i = 0; i < 50 && moat.spool.messages.size; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(moat.spool.messages.size, 0);
+    },
+  );
+});
+
+test('a failure of mail from the null sender is not answered with a DSN (no bounce of a bounce)', async () => {
+  await withRelay(
+    { sink: { rcpt: (a) => (a.startsWith('ghost@') ? { code: 550, message: '5.1.1 no such user' } : null) } },
+    async ({ moat, sink }) => {
+      await send(moat.port, { from: '', to: ['ghost@example.com'] }, 'Subject: a bounce\r\n\r\nx\r\n');
+      for (let i = 0; i < 100 && moat.spool.messages.size; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(moat.spool.messages.size, 0, 'done');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(sink.messages.length, 0, 'and nothing was sent back');
+    },
+  );
+});
+
+test('a 5xx at the end of data is final for the message and returned to the sender', async () => {
+  let first = true;
+  await withRelay(
+    {
+      sink: {
+        data: () => {
+          if (!first) return null;
+          first = false;
+          return { code: 554, message: '5.6.0 content refused' };
+        },
+      },
+    },
+    async ({ moat, sink }) => {
+      await send(moat.port, { from: 'alice@example.org', to: ['bob@example.com'] }, 'Subject: refused\r\n\r\nx\r\n');
+      const [dsn] = await sink.waitFor(1, 10_000);
+      assert.deepEqual(dsn!.to, ['alice@example.org']);
+      assert.match(dsn!.body.toString(), /content refused/);
+      assert.match(dsn!.body.toString(), /Status: 5\.6\.0/);
+    },
+  );
+});
