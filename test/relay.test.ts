@@ -326,3 +326,18 @@ test('a 5xx at the end of data is final for the message and returned to the send
     },
   );
 });
+
+test('a recipient given twice is delivered once', async () => {
+  await withRelay({}, async ({ moat, sink }) => {
+    const c = await RawSmtp.greeted(moat.port);
+    await c.cmd('MAIL FROM:<a@sender.example>');
+    assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250/);
+    assert.match(await c.cmd('RCPT TO:<BOB@Example.COM>'), /^250/);
+    assert.match(await c.cmd('DATA'), /^354/);
+    c.write('Subject: twice\r\n\r\nx\r\n.\r\n');
+    assert.match(await c.reply(), /^250 /);
+    await c.cmd('QUIT');
+    const [m] = await sink.waitFor(1);
+    assert.equal(m!.to.length, 1);
+  });
+});

@@ -197,8 +197,9 @@ export class QueueManager {
       try {
         await this.bounce(m, failed);
       } catch (e) {
+        // keep what was delivered; the failed recipients stay pending, so the next attempt fails them again and retries the DSN
         this.log.error({ queueId: m.id, err: (e as Error).message }, 'queue: could not queue the DSN; will retry');
-        return this.defer(m, []);
+        return this.defer(m, changes.filter(([, status]) => status === 'delivered'));
       }
     }
     this.spool.update(m, { rcpts: changes });

@@ -224,6 +224,8 @@ export class Spool {
       stateFh,
       stateSize,
       ({ header, payload }) => {
+        // ids named in the state log are never handed out again, even if the clock stepped back
+        this.ids.observe(header.id);
         const m = this.messages.get(header.id);
         if (m && payload) applyState(m, parseState(payload));
       },

@@ -133,7 +133,9 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
           log.warn({ ev: 'tempfail', ...ctx, reason: 'verify-unavailable', detail: check.detail }, 'tempfail');
           return cb(Replies.verifyUnavailable());
         }
-        session.moat?.rcpts.push(mailbox.address);
+        // a repeated recipient is accepted once (smtp-server keeps one entry too)
+        const rcpts = session.moat?.rcpts;
+        if (rcpts && !rcpts.some((r) => r.toLowerCase() === mailbox.address.toLowerCase())) rcpts.push(mailbox.address);
         cb();
       })();
     },
