@@ -131,3 +131,30 @@ test('moatd refuses a broken configuration with a message naming the setting', {
   assert.match(err2, /cannot read configuration/);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('the daemon starts with its larger file-I/O thread pool (set before first use)', { skip: (!existsSync(MOATD) && 'dist/moatd.js not built') || (!existsSync('/proc/self/task') && 'needs /proc') }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'moat-pool-'));
+  const configPath = join(dataDir, 'config.json');
+  await writeFile(
+    configPath,
+    JSON.stringify({
+      hostname: 'mx.example.com',
+      inbound: { listen: '127.0.0.1:0', localDomains: ['example.com'] },
+      internal: { servers: [{ host: '127.0.0.1', port: 9, tls: 'none' }] },
+      storage: { dataDir, minFreeBytes: 1048576 },
+    }),
+  );
+  const saved = process.env.UV_THREADPOOL_SIZE;
+  delete process.env.UV_THREADPOOL_SIZE;
+  try {
+    const { child, exited } = await runMoatd(configPath);
+    const { readdirSync } = await import('node:fs');
+    const threads = readdirSync(`/proc/${child.pid}/task`).length;
+    child.kill('SIGTERM');
+    await exited;
+    assert.ok(threads >= 16 + 1, `moatd runs ${threads} threads; a pool of 16 needs at least 17`);
+  } finally {
+    if (saved !== undefined) process.env.UV_THREADPOOL_SIZE = saved;
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
