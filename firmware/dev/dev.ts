@@ -9,6 +9,7 @@
  * under .dev/ (or $MOAT_DEV_DIR). Never used on an appliance: the firmware's
  * own entry point is moatd.ts.
  */
+import '../runtime.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
