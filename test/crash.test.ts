@@ -32,6 +32,22 @@ async function runMoatd(configPath: string): Promise<{ child: ChildProcess; port
   return { child, port, exited };
 }
 
+/** Writes a daemon configuration into dataDir and returns its path. */
+async function writeConfig(dataDir: string, serverPort: number, extra: Record<string, unknown> = {}): Promise<string> {
+  const configPath = join(dataDir, 'config.json');
+  await writeFile(
+    configPath,
+    JSON.stringify({
+      hostname: 'mx.example.com',
+      inbound: { listen: '127.0.0.1:0', localDomains: ['example.com'] },
+      internal: { servers: [{ host: '127.0.0.1', port: serverPort, tls: 'none' }], connectTimeoutMs: 1000 },
+      storage: { dataDir, minFreeBytes: 1048576 },
+      ...extra,
+    }),
+  );
+  return configPath;
+}
+
 async function sendOne(port: number, n: number): Promise<string | null> {
   let c: RawSmtp;
   try {
@@ -58,18 +74,7 @@ async function sendOne(port: number, n: number): Promise<string | null> {
 test('kill -9 right after 250s: every acknowledged message is delivered after restart', { skip: !existsSync(MOATD) && 'dist/moatd.js not built (npm test builds it)' }, async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'moat-crash-'));
   const port = await closedPort();
-  const configPath = join(dataDir, 'config.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      hostname: 'mx.example.com',
-      inbound: { listen: '127.0.0.1:0', localDomains: ['example.com'] },
-      internal: { servers: [{ host: '127.0.0.1', port, tls: 'none' }], connectTimeoutMs: 1000 },
-      queue: { minRetryMs: 100, maxRetryMs: 500 },
-      storage: { dataDir, minFreeBytes: 1048576 },
-      log: { level: 'info' },
-    }),
-  );
+  const configPath = await writeConfig(dataDir, port, { queue: { minRetryMs: 100, maxRetryMs: 500 }, log: { level: 'info' } });
   const acked = new Set<string>();
   try {
     for (let round = 0; round < 3; round++) {
@@ -134,16 +139,7 @@ test('moatd refuses a broken configuration with a message naming the setting', {
 
 test('the daemon starts with its larger file-I/O thread pool (set before first use)', { skip: (!existsSync(MOATD) && 'dist/moatd.js not built') || (!existsSync('/proc/self/task') && 'needs /proc') }, async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'moat-pool-'));
-  const configPath = join(dataDir, 'config.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      hostname: 'mx.example.com',
-      inbound: { listen: '127.0.0.1:0', localDomains: ['example.com'] },
-      internal: { servers: [{ host: '127.0.0.1', port: 9, tls: 'none' }] },
-      storage: { dataDir, minFreeBytes: 1048576 },
-    }),
-  );
+  const configPath = await writeConfig(dataDir, 9);
   const saved = process.env.UV_THREADPOOL_SIZE;
   delete process.env.UV_THREADPOOL_SIZE;
   try {

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { probeRecipient, ReplyParser, ReplyFormatError, MAX_REPLY_LINE, MAX_REPLY_LINES, type ProbeTarget } from './rcpt-probe.ts';
+import { closedPort } from '../../test/helpers/sink.ts';
 
 const HELO = 'moat.example.net';
 const USERS = new Set(['alice@example.org', 'bob@example.org']);
@@ -155,15 +156,6 @@ async function closedWithin(s: Scripted, ms: number): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 const local = (port: number, more: Partial<ProbeTarget> = {}): ProbeTarget => ({ host: '127.0.0.1', port, tls: 'none', ...more });

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { RecipientDirectory, type RecipientsConfig } from './recipients.ts';
 import type { ProbeTarget, probeRecipient } from './rcpt-probe.ts';
+import { closedPort } from '../../test/helpers/sink.ts';
 
 const HELO = 'moat.example.net';
 const USERS = new Set(['alice@example.org', 'bob@example.org', 'carol@example.org']);
@@ -68,15 +69,6 @@ async function silentServer(): Promise<{ port: number; connections: number; clos
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 const target = (port: number): ProbeTarget => ({ host: '127.0.0.1', port, tls: 'none' });
