@@ -98,6 +98,15 @@ export const configSchema = z.strictObject({
       })
       .prefault({}),
     maxMessageSize: bytes.default(26_214_400),
+    /** What the scan guard does with the DATA stream (scan/guard.ts). */
+    data: z
+      .strictObject({
+        /** Bare CR or LF in the data (SMTP smuggling): refuse with 550 5.6.0, or let delivery turn them into CRLF. */
+        bareLineEndings: z.enum(['reject', 'normalise']).default('reject'),
+        /** A line over 998 octets: refuse with 550 5.6.0, or accept it as is (folding is not done yet). */
+        longLines: z.enum(['reject', 'accept']).default('reject'),
+      })
+      .prefault({}),
     maxRecipients: z.number().int().min(1).max(10_000).default(100),
     /** Wait before the banner; a client that talks first is refused. 0 greets at once. */
     pregreetMs: ms.max(30_000).default(0),

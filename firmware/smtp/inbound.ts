@@ -3,7 +3,9 @@
  *
  * Takes a session from connect to the reply to the final dot: strict envelope
  * parsing, relay control and recipient validation at RCPT, the message streamed
- * into the spool chunk by chunk, and a 250 only once the spool has flushed it.
+ * chunk by chunk through the scan chain (scan/pipeline.ts: guard, size) into
+ * the spool, the chain's verdict as the reply to the final dot, and a 250 only
+ * once the spool has flushed it.
  * Every refusal happens in the dialogue (4xx/5xx), never as a later bounce.
  *
  * Must never: answer 250 before Spool.commit() resolved; hold a message body in
@@ -21,6 +23,9 @@ import type { RecipientDirectory } from '../policy/recipients.ts';
 import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
 import { MoatSMTPServer, type ConnectionHandle } from './server-hooks.ts';
 import { receivedHeader } from './received.ts';
+import { Chain, type Stage, type Verdict } from '../scan/pipeline.ts';
+import { GuardStage, bareLineEndingsText, longLineText } from '../scan/guard.ts';
+import { SizeStage, tooBigText } from '../scan/size.ts';
 
 type ParsedAddress = SMTPServerAddress & { raw?: string };
 type Session = SMTPServerSession & { moat?: { from: Mailbox | null; rcpts: string[] } };
@@ -48,7 +53,9 @@ export const Replies = {
   verifyUnavailable: () => reply(451, '4.4.3 Recipient verification unavailable, try again later'),
   noRoom: () => reply(452, '4.3.1 Insufficient system storage, try again later'),
   localError: () => reply(451, '4.3.0 Local error in processing, try again later'),
-  tooBig: (limit: number) => reply(552, `5.3.4 Message size exceeds fixed limit of ${limit} bytes`),
+  tooBig: (limit: number) => reply(552, tooBigText(limit)),
+  bareLineEndings: () => reply(550, bareLineEndingsText),
+  longLine: () => reply(550, longLineText),
   sessionDeadline: '4.4.2 Session time limit reached, closing connection',
 } as const;
 
@@ -163,16 +170,25 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
       bodyType: session.envelope.mailFrom && argsOf(session.envelope.mailFrom).BODY?.toUpperCase() === '8BITMIME' ? '8BITMIME' : '7BIT',
     };
     inc.write([receivedHeader({ hostname: config.hostname, id: inc.id, envelope, date: new Date(envelope.arrivedAt) })]);
+    const stages: Stage[] = [];
+    const guard = new GuardStage(ib.data);
+    if (guard.active) stages.push(guard);
+    stages.push(new SizeStage(ib.maxMessageSize));
+    // the sink: each chunk goes into the spool by reference
+    const chain = new Chain(stages, (chunk) => inc.failure !== null || inc.write([chunk]));
+    let verdict: Verdict | null;
     try {
-      await pump(stream, inc);
+      await pump(stream, chain, () => inc.drained());
     } catch (e) {
       inc.abort();
       throw e;
+    } finally {
+      verdict = chain.end();
     }
-    if (stream.sizeExceeded) {
+    if (verdict) {
       inc.abort();
-      log.info({ ev: 'reject', ...ctx, phase: 'data', reason: 'size', limit: ib.maxMessageSize }, 'reject');
-      throw Replies.tooBig(ib.maxMessageSize);
+      log.info({ ev: 'reject', ...ctx, phase: 'data', stage: verdict.stage, reason: verdict.reason }, 'reject');
+      throw reply(verdict.code, verdict.text);
     }
     try {
       const m = await inc.commit(envelope);
@@ -200,17 +216,17 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
 }
 
 /**
- * Moves the DATA stream into the spool chunk by chunk, pausing the client while
- * the spool is behind. Always reads the stream to its end, even after a spool
- * failure or an oversize, so the dialogue can go on with a reply.
+ * Moves the DATA stream through the scan chain into the spool chunk by chunk,
+ * pausing the client while the spool is behind. Always reads the stream to its
+ * end, even after a spool failure or a refusal, so the dialogue can go on with
+ * a reply.
  */
-function pump(stream: Readable & { sizeExceeded?: boolean }, inc: ReturnType<Spool['begin']>): Promise<void> {
+function pump(stream: Readable, chain: Chain, drained: () => Promise<void>): Promise<void> {
   return new Promise((resolve, reject) => {
     stream.on('data', (chunk: Buffer) => {
-      if (stream.sizeExceeded || inc.failure) return;
-      if (!inc.write([chunk])) {
+      if (!chain.push(chunk)) {
         stream.pause();
-        void inc.drained().then(() => stream.resume());
+        void drained().then(() => stream.resume());
       }
     });
     stream.once('end', resolve);
