@@ -5,6 +5,7 @@ import nodemailer from 'nodemailer';
 import { startSink, closedPort } from './helpers/sink.ts';
 import { startMoat, withRelay } from './helpers/moat.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
+import { withTmpfs } from './helpers/tmpfs.ts';
 
 const RAW = 'From: Alice <alice@sender.example>\r\nTo: bob@example.com\r\nSubject: hello\r\nMessage-ID: <t1@sender.example>\r\n\r\nLine one\r\n.starts with a dot\r\n\r\nbytes: \xe9\xff\x00 end\r\n';
 
@@ -236,40 +237,22 @@ test('a client that disconnects in the middle of DATA leaves nothing queued', as
   });
 });
 
-test('the spool file system fills up during DATA: 452 4.3.1, nothing queued, service resumes when space returns', async (t) => {
-  const { execFileSync } = await import('node:child_process');
-  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const mnt = await mkdtemp(join(tmpdir(), 'moat-tmpfs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'pipe' });
-  } catch {
-    t.skip('needs root to mount a small tmpfs');
-    return;
-  }
-  const sink = await startSink();
-  const moat = await startMoat([{ port: sink.port }], { dataDir: mnt, storage: { minFreeBytes: 4096, segmentBytes: 1024 * 1024 } });
-  try {
-    const big = 'Subject: too big for the disk\r\n\r\n' + ('y'.repeat(76) + '\r\n').repeat(50_000);
-    await assert.rejects(send(moat.port, { from: 'a@sender.example', to: ['bob@example.com'] }, big), (e: Error & { responseCode?: number; response?: string }) => {
-      assert.equal(e.responseCode, 452);
-      assert.match(e.response ?? '', /^452 4\.3\.1 /);
-      return true;
-    });
-    assert.equal(moat.spool.messages.size, 0);
-    const info = await send(moat.port, { from: 'a@sender.example', to: ['bob@example.com'] }, 'Subject: small\r\n\r\nfits\r\n');
-    assert.match(info.response, /^250 /, 'a message that fits is still accepted');
-    await sink.waitFor(1);
-    await writeFile(join(mnt, 'x'), '');
-  } finally {
-    await moat.stop();
-    await sink.close();
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  }
+test('the spool file system fills up during DATA: 452 4.3.1, nothing queued, service resumes when space returns', async () => {
+  await withTmpfs('3m', (mnt) =>
+    withRelay({ dataDir: mnt, storage: { minFreeBytes: 4096, segmentBytes: 1024 * 1024 } }, async ({ moat, sink }) => {
+      const big = 'Subject: too big for the disk\r\n\r\n' + ('y'.repeat(76) + '\r\n').repeat(50_000);
+      await assert.rejects(send(moat.port, { from: 'a@sender.example', to: ['bob@example.com'] }, big), (e: Error & { responseCode?: number; response?: string }) => {
+        assert.equal(e.responseCode, 452);
+        assert.match(e.response ?? '', /^452 4\.3\.1 /);
+        return true;
+      });
+      assert.equal(moat.spool.messages.size, 0);
+      const info = await send(moat.port, { from: 'a@sender.example', to: ['bob@example.com'] }, 'Subject: small\r\n\r\nfits\r\n');
+      assert.match(info.response, /^250 /, 'a message that fits is still accepted');
+      await sink.waitFor(1);
+    }),
+  );
 });
-
 test('mail that cannot be delivered before queue.maxLifetimeMs is returned to its sender with the last reply', async () => {
   await withRelay(
     {

@@ -147,8 +147,8 @@ test('each durable write goes unique temp (0600) → write → fsync → rename 
   }
 });
 
-test('real fsync and rename system calls, in order (strace)', async (ctx) => {
-  if (spawnSync('strace', ['-V']).status !== 0) return ctx.skip('strace not installed');
+test('real fsync and rename system calls, in order (strace)', async () => {
+  assert.equal(spawnSync('strace', ['-V']).status, 0, 'strace is needed (scripts/setup.sh installs it)');
   const t = await fresh();
   try {
     await writeFile(t.file, JSON.stringify(doc()));

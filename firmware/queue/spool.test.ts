@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat, truncate, appendFile, writeFile, readFile } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { Spool, SpoolError, type Envelope } from './spool.ts';
 import { silentLogger } from '../log/logger.ts';
+import { withTmpfs } from '../../test/helpers/tmpfs.ts';
 
 const env = (to: string[] = ['a@example.com']): Envelope => ({
   from: 'sender@example.net',
@@ -142,15 +142,8 @@ test('a damaged state log does not lose queued mail', async () => {
   await rm(dir, { recursive: true });
 });
 
-test('a full file system fails the commit with a "full" error, and service resumes when space returns', async (t) => {
-  const mnt = await mkdtemp(join(tmpdir(), 'moat-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
-  } catch {
-    t.skip('needs root to mount a small tmpfs');
-    return;
-  }
-  try {
+test('a full file system fails the commit with a "full" error, and service resumes when space returns', async () => {
+  await withTmpfs('2m', async (mnt) => {
     const s = await openSpool(mnt, { segmentBytes: 64 * 1024 * 1024 });
     await writeFile(join(mnt, 'filler'), Buffer.alloc(1024 * 1024));
     const inc = s.begin();
@@ -163,10 +156,7 @@ test('a full file system fails the commit with a "full" error, and service resum
     assert.deepEqual([...s2.messages.keys()], [ok.id]);
     assert.equal(await text(s2.reader(s2.messages.get(ok.id)!)), 'after space returned\r\n');
     await s2.close();
-  } finally {
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true });
-  }
+  });
 });
 
 test('commit resolves only after a flush that began after the message was written', async () => {

@@ -43,7 +43,7 @@ export async function startMoat(servers: Parameters<typeof testConfig>[1], o: Ov
 
 /** Runs fn with a sink standing in for the internal server and moat relaying to it; cleans both up. */
 export async function withRelay(
-  o: Overrides & { sink?: Parameters<typeof startSink>[0] },
+  o: Overrides & { dataDir?: string; sink?: Parameters<typeof startSink>[0] },
   fn: (r: { moat: TestMoat; sink: Sink }) => Promise<void>,
 ): Promise<void> {
   const sink = await startSink(o.sink);
