@@ -10,55 +10,25 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { SMTPServerOptions } from 'smtp-server';
 import { probeRecipient, ReplyParser, ReplyFormatError, MAX_REPLY_LINE, MAX_REPLY_LINES, type ProbeTarget } from './rcpt-probe.ts';
-import { closedPort } from '../../test/helpers/sink.ts';
+import { closedPort, startSink, type Sink } from '../../test/helpers/sink.ts';
 import { makePki } from '../../test/helpers/certs.ts';
 
 const HELO = 'moat.example.net';
 const USERS = new Set(['alice@example.org', 'bob@example.org']);
 
-type Internal = {
-  port: number;
-  connections: number;
-  /** For each RCPT seen: the address and whether the session was under TLS. */
-  rcpts: { address: string; secure: boolean }[];
-  close(): Promise<void>;
-};
+type Internal = Sink;
 
-/** A real smtp-server that knows USERS and rejects other recipients with 550 (or the given code). */
-async function internalServer(extra: Partial<SMTPServerOptions> = {}, rejectCode = 550): Promise<Internal> {
-  const state = { connections: 0, rcpts: [] as Internal['rcpts'] };
-  const server = new SMTPServer({
-    disableReverseLookup: true,
-    authOptional: true,
-    logger: false,
-    onConnect(_session, cb) {
-      state.connections++;
-      cb();
-    },
-    onRcptTo(address, session, cb) {
-      state.rcpts.push({ address: address.address, secure: session.secure });
-      if (rejectCode === 550 && USERS.has(address.address.toLowerCase())) return cb();
-      const err = Object.assign(new Error(rejectCode === 550 ? '5.1.1 No such user here' : '4.3.0 Directory unavailable'), {
-        responseCode: rejectCode,
-      });
-      cb(err);
-    },
-    ...extra,
+/** A real smtp-server that knows USERS and rejects other recipients with 550 (or the given code). STARTTLS is offered unless extra says otherwise. */
+function internalServer(extra: Partial<SMTPServerOptions> = {}, rejectCode = 550): Promise<Sink> {
+  return startSink({
+    server: { hideSTARTTLS: false, ...extra },
+    rcpt: (a) =>
+      rejectCode === 550 && USERS.has(a.toLowerCase())
+        ? null
+        : { code: rejectCode, message: rejectCode === 550 ? '5.1.1 No such user here' : '4.3.0 Directory unavailable' },
   });
-  server.on('error', () => {});
-  server.listen(0, '127.0.0.1');
-  await once(server.server, 'listening');
-  const port = (server.server.address() as net.AddressInfo).port;
-  return {
-    port,
-    get connections() {
-      return state.connections;
-    },
-    rcpts: state.rcpts,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 type Scripted = {

@@ -7,69 +7,23 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { RecipientDirectory, type RecipientsConfig } from './recipients.ts';
 import type { ProbeTarget, probeRecipient } from './rcpt-probe.ts';
-import { closedPort } from '../../test/helpers/sink.ts';
+import { closedPort, silentServer, startSink, type Sink } from '../../test/helpers/sink.ts';
 
 const HELO = 'moat.example.net';
 const USERS = new Set(['alice@example.org', 'bob@example.org', 'carol@example.org']);
 
-type Internal = { port: number; connections: number; close(): Promise<void> };
-
 /** A real internal server: knows USERS, answers other recipients with `rejectCode` (550 or 451). */
-async function internalServer(rejectCode = 550, extra: Partial<SMTPServerOptions> = {}): Promise<Internal> {
-  const state = { connections: 0 };
-  const server = new SMTPServer({
-    disableReverseLookup: true,
-    authOptional: true,
-    hideSTARTTLS: true,
-    logger: false,
-    onConnect(_session, cb) {
-      state.connections++;
-      cb();
-    },
-    onRcptTo(address, _session, cb) {
-      if (rejectCode === 550 && USERS.has(address.address.toLowerCase())) return cb();
-      cb(Object.assign(new Error(rejectCode === 550 ? '5.1.1 No such user' : '4.3.0 Try later'), { responseCode: rejectCode }));
-    },
-    ...extra,
+function internalServer(rejectCode = 550): Promise<Sink> {
+  return startSink({
+    rcpt: (a) =>
+      rejectCode === 550 && USERS.has(a.toLowerCase())
+        ? null
+        : { code: rejectCode, message: rejectCode === 550 ? '5.1.1 No such user' : '4.3.0 Try later' },
   });
-  server.on('error', () => {});
-  server.listen(0, '127.0.0.1');
-  await once(server.server, 'listening');
-  return {
-    port: (server.server.address() as net.AddressInfo).port,
-    get connections() {
-      return state.connections;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
-/** Accepts TCP connections and never says a word. */
-async function silentServer(): Promise<{ port: number; connections: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const state = { connections: 0 };
-  const server = net.createServer((s) => {
-    state.connections++;
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    get connections() {
-      return state.connections;
-    },
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 const target = (port: number): ProbeTarget => ({ host: '127.0.0.1', port, tls: 'none' });
 
@@ -189,8 +143,8 @@ describe('mode "list"', () => {
 });
 
 describe('mode "verify" through the wire', () => {
-  let known: Internal;
-  let busy: Internal;
+  let known: Sink;
+  let busy: Sink;
   let down: number;
   before(async () => {
     known = await internalServer(550);
@@ -300,7 +254,7 @@ describe('mode "verify" through the wire', () => {
   });
 
   test('fails over past a 451 too, but stops at the first definite answer', async () => {
-    const other = await internalServer(550, { onRcptTo: (_a, _s, cb) => cb() }); // would accept anyone
+    const other = await startSink(); // would accept anyone
     try {
       const d = new RecipientDirectory(verifyConfig(), () => [target(busy.port), target(known.port), target(other.port)], {
         heloName: HELO,

@@ -1,12 +1,15 @@
 // A real SMTP server on loopback standing in for the internal mail server.
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { once } from 'node:events';
 
 export type Received = { from: string; to: string[]; body: Buffer; secure: boolean };
 
 export type Sink = {
   port: number;
   messages: Received[];
+  /** Every RCPT TO seen, refused or not, and whether the session was under TLS. */
+  rcpts: Array<{ address: string; secure: boolean }>;
   connections: number;
   /** Resolves when `n` messages have arrived. */
   waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
@@ -21,6 +24,7 @@ export async function startSink(opts: {
   server?: Partial<SMTPServerOptions>;
 } = {}): Promise<Sink> {
   const messages: Received[] = [];
+  const rcpts: Sink['rcpts'] = [];
   let waiters: Array<() => void> = [];
   let connections = 0;
   const server = new SMTPServer({
@@ -33,7 +37,8 @@ export async function startSink(opts: {
       connections++;
       cb();
     },
-    onRcptTo(address, _s, cb) {
+    onRcptTo(address, session, cb) {
+      rcpts.push({ address: address.address, secure: session.secure });
       const r = opts.rcpt?.(address.address);
       if (r) return cb(Object.assign(new Error(r.message), { responseCode: r.code }));
       cb();
@@ -64,6 +69,7 @@ export async function startSink(opts: {
   return {
     port,
     messages,
+    rcpts,
     get connections() {
       return connections;
     },
@@ -96,4 +102,28 @@ export async function closedPort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/** Accepts TCP connections and never says a word. */
+export async function silentServer(): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const state = { connections: 0 };
+  const server = net.createServer((s) => {
+    state.connections++;
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    get connections() {
+      return state.connections;
+    },
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
