@@ -138,7 +138,7 @@ export class QueueManager {
         id: m.id,
         from: m.envelope.from,
         to: local.map((i) => m.envelope.to[i]!),
-        size: m.size,
+        size: m.size + (m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0),
         bodyType: m.envelope.bodyType,
         open: () => this.spool.reader(m),
       });

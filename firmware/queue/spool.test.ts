@@ -43,6 +43,22 @@ test('a committed message is recovered byte for byte after reopening', async () 
   await rm(dir, { recursive: true });
 });
 
+test('header fields added after the check are read before the stored bytes, also after reopening', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'moat-spool-'));
+  const s1 = await openSpool(dir);
+  const inc = s1.begin();
+  inc.write([Buffer.from('Subject: x\r\n\r\nbody\r\n')]);
+  const m = await inc.commit({ ...env(), headers: 'X-Moat-Tag: rule\r\n' });
+  assert.equal(m.size, 20, 'size counts the stored bytes only');
+  assert.equal(await text(s1.reader(m)), 'X-Moat-Tag: rule\r\nSubject: x\r\n\r\nbody\r\n');
+  await s1.close();
+  const s2 = await openSpool(dir);
+  const got = s2.messages.get(m.id)!;
+  assert.equal(await text(s2.reader(got)), 'X-Moat-Tag: rule\r\nSubject: x\r\n\r\nbody\r\n');
+  await s2.close();
+  await rm(dir, { recursive: true });
+});
+
 test('commit waits for a flush; concurrent commits share flushes', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'moat-spool-'));
   const s = await openSpool(dir, { syncDelayMs: 20 });

@@ -43,6 +43,12 @@ export type Envelope = {
   envid?: string;
   /** Set on messages moat made itself (DSNs). */
   origin?: 'local';
+  /**
+   * Header fields moat added once the whole message had been checked (tags,
+   * Authentication-Results): CRLF-terminated lines, sent before the stored
+   * bytes. Kept in the commit record so the body is written once.
+   */
+  headers?: string;
 };
 
 export type QueuedMessage = {
@@ -416,6 +422,7 @@ export class Spool {
         if (seg.readers === 0 && seg.dropWhenUnread) void this.dropSegment(seg);
       }
     };
+    let prefix = m.envelope.headers ? Buffer.from(m.envelope.headers, 'latin1') : null;
     return new Readable({
       highWaterMark: READ_BLOCK,
       destroy(err, cb) {
@@ -424,6 +431,12 @@ export class Spool {
       },
       async read() {
         try {
+          if (prefix) {
+            const p = prefix;
+            prefix = null;
+            this.push(p);
+            return;
+          }
           while (i < m.extents.length && within >= m.extents[i]!.length) {
             i++;
             within = 0;
@@ -711,6 +724,7 @@ function parseEnvelope(payload: Buffer): { size: number; envelope: Envelope } | 
   try {
     const o = JSON.parse(payload.toString('utf8')) as { v: number; size: number; envelope: Envelope };
     if (o.v !== 1 || typeof o.size !== 'number' || !o.envelope || !Array.isArray(o.envelope.to)) return null;
+    if (o.envelope.headers !== undefined && typeof o.envelope.headers !== 'string') return null;
     return { size: o.size, envelope: o.envelope };
   } catch {
     return null;
