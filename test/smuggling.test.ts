@@ -82,3 +82,13 @@ test("with longLines 'accept' a line of 999 octets goes through unchanged", asyn
     assert.ok(m!.body.toString('latin1').endsWith(`\r\n${'y'.repeat(999)}\r\nend\r\n`));
   });
 });
+
+test("with longLines 'fold' a line of 2500 octets arrives folded with CRLF SPACE, nothing lost", async () => {
+  await withRelay({ inbound: { data: { longLines: 'fold' } } }, async ({ moat, sink }) => {
+    assert.match(await transaction(moat.port, withLine(2500)), /^250 /);
+    const [m] = await sink.waitFor(1);
+    const body = m!.body.toString('latin1');
+    assert.ok(body.endsWith(`\r\n${'y'.repeat(998)}\r\n ${'y'.repeat(997)}\r\n ${'y'.repeat(505)}\r\nend\r\n`), 'folded at 998 octets');
+    for (const line of body.split('\r\n')) assert.ok(line.length <= 998);
+  });
+});

@@ -103,8 +103,8 @@ export const configSchema = z.strictObject({
       .strictObject({
         /** Bare CR or LF in the data (SMTP smuggling): refuse with 550 5.6.0, or let delivery turn them into CRLF. */
         bareLineEndings: z.enum(['reject', 'normalise']).default('reject'),
-        /** A line over 998 octets: refuse with 550 5.6.0, or accept it as is (folding is not done yet). */
-        longLines: z.enum(['reject', 'accept']).default('reject'),
+        /** A line over 998 octets: refuse with 550 5.6.0, accept it as is, or accept it and fold it (CRLF SPACE) on the way to the next hop. */
+        longLines: z.enum(['reject', 'accept', 'fold']).default('reject'),
       })
       .prefault({}),
     maxRecipients: z.number().int().min(1).max(10_000).default(100),

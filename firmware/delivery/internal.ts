@@ -39,7 +39,7 @@ export type DeliveryJob = {
 const DOWN_MS = 30_000;
 const IDLE_MS = 15_000;
 
-type PoolOptions = { hostname: string; max: number; connectTimeoutMs: number; commandTimeoutMs: number };
+type PoolOptions = { hostname: string; max: number; connectTimeoutMs: number; commandTimeoutMs: number; foldLongLines: boolean };
 
 class ServerPool {
   readonly server: InternalServer;
@@ -89,6 +89,7 @@ class ServerPool {
       ...(s.servername ? { servername: s.servername } : {}),
       connectTimeoutMs: this.opts.connectTimeoutMs,
       commandTimeoutMs: this.opts.commandTimeoutMs,
+      foldLongLines: this.opts.foldLongLines,
     });
   }
 
@@ -170,6 +171,7 @@ export class InternalDelivery {
           max: i.maxConnectionsPerServer,
           connectTimeoutMs: i.connectTimeoutMs,
           commandTimeoutMs: i.commandTimeoutMs,
+          foldLongLines: config.inbound.data.longLines === 'fold',
         }),
     );
     this.log = log;

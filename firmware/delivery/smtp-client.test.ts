@@ -120,6 +120,48 @@ describe('DotStuffer (transparency encoder)', () => {
     }
   });
 
+  test('folding: lines over 998 octets are broken with CRLF SPACE, at every split offset, dots still stuffed', () => {
+    /** Byte by byte: the reference encoding, with a CRLF SPACE wherever a line would pass 998 octets. */
+    const referenceFold = (body: Buffer): Buffer => {
+      const out: number[] = [];
+      let bol = true;
+      let len = 0;
+      for (const x of normalise(body)) {
+        if (x === CR || x === LF) {
+          out.push(x);
+          if (x === LF) {
+            bol = true;
+            len = 0;
+          }
+          continue;
+        }
+        if (len === 998) {
+          out.push(CR, LF, 0x20);
+          len = 1;
+        }
+        if (bol && x === DOT) out.push(DOT);
+        bol = false;
+        out.push(x);
+        len++;
+      }
+      out.push(DOT, CR, LF);
+      return Buffer.from(out);
+    };
+    const fold = (chunks: Buffer[]): Buffer => {
+      const enc = new DotStuffer(998);
+      const parts = chunks.flatMap((c) => enc.push(c));
+      parts.push(enc.end());
+      return Buffer.concat(parts);
+    };
+    const body = b('.' + 'x'.repeat(2500) + '\r\n' + 'y'.repeat(997) + '\r\n' + 'z'.repeat(998) + '\n.' + 'w'.repeat(999) + '\r' + 'v'.repeat(1996));
+    const want = referenceFold(body);
+    for (const line of want.toString('latin1').split('\r\n')) assert.ok(line.length <= 999, `a line of ${line.length} octets`); // 998 + a stuffed dot
+    for (let k = 0; k <= body.length; k += 7) assert.deepEqual(fold([body.subarray(0, k), body.subarray(k)]), want, `split at ${k}`);
+    assert.deepEqual(fold([...body].map((x) => Buffer.from([x]))), want, '1-byte chunks');
+    // without folding, the same body passes unchanged apart from transparency
+    assert.deepEqual(encode([body]), referenceEncode(body));
+  });
+
   test('passes chunks on by reference, without copying', () => {
     const line = b('1XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\r\n');
     const chunk = Buffer.concat(Array.from({ length: 3000 }, () => line));

@@ -59,6 +59,8 @@ export type ClientOptions = {
   connectTimeoutMs: number;
   /** Bounds each reply, the TLS handshake, each socket drain and each wait for the body. */
   commandTimeoutMs: number;
+  /** Break body lines longer than 998 octets (RFC 5321 §4.5.3.1.6) with CRLF SPACE. */
+  foldLongLines?: boolean;
 };
 
 /** A reply: its code, and the whole reply as printable ASCII, e.g. "550 5.1.1 no such user". */
@@ -93,6 +95,9 @@ const LF = 0x0a;
 const DOT = 0x2e;
 const LF_BUF = Buffer.from('\n');
 const CRLF_BUF = Buffer.from('\r\n');
+const FOLD_BUF = Buffer.from('\r\n ');
+/** RFC 5321 §4.5.3.1.6: a text line is at most 998 octets before its CRLF. */
+const MAX_LINE_OCTETS = 998;
 const END_AFTER_CR = Buffer.from('\n.\r\n');
 const END_AT_LINE_START = Buffer.from('.\r\n');
 const END_MID_LINE = Buffer.from('\r\n.\r\n');
@@ -108,6 +113,18 @@ export class DotStuffer {
   #cr = false;
   /** The next byte starts a line. */
   #bol = true;
+  /** Octets of the current line passed on so far. */
+  #len = 0;
+  readonly #foldAt: number;
+
+  /**
+   * foldAt > 0 breaks lines longer than that many octets by inserting CRLF and
+   * a space (as Postfix's smtp_line_length_limit does: a folded header stays
+   * one header, MIME structure survives).
+   */
+  constructor(foldAt = 0) {
+    this.#foldAt = foldAt;
+  }
 
   push(c: Buffer): Buffer[] {
     const out: Buffer[] = [];
@@ -123,14 +140,27 @@ export class DotStuffer {
     }
     let cr = c.indexOf(CR, i);
     let lf = c.indexOf(LF, i);
+    const fold = this.#foldAt;
     for (;;) {
       if (this.#bol) {
+        this.#len = 0;
         if (i === n) break; // the next chunk starts a line
         this.#bol = false;
         if (c[i] === DOT) {
           // pass the dot on twice: this view ends with it, the next one starts with it
           out.push(c.subarray(seg, i + 1));
           seg = i;
+        }
+      }
+      if (fold) {
+        // break the line while the rest of it up to its end (or the chunk's) is too long
+        const le = lf !== -1 && (cr === -1 || lf < cr) ? lf : cr !== -1 ? cr : n;
+        while (this.#len + (le - i) > fold) {
+          const cut = i + (fold - this.#len);
+          if (cut > seg) out.push(c.subarray(seg, cut));
+          out.push(FOLD_BUF);
+          seg = i = cut;
+          this.#len = 1; // the space
         }
       }
       if (lf !== -1 && (cr === -1 || lf < cr)) {
@@ -142,8 +172,12 @@ export class DotStuffer {
         lf = c.indexOf(LF, i);
         continue;
       }
-      if (cr === -1) break;
+      if (cr === -1) {
+        this.#len += n - i;
+        break;
+      }
       if (cr + 1 === n) {
+        this.#len += cr - i;
         this.#cr = true; // CRLF or bare CR: the next chunk (or end()) decides
         break;
       }
@@ -169,6 +203,7 @@ export class DotStuffer {
     const tail = this.#cr ? END_AFTER_CR : this.#bol ? END_AT_LINE_START : END_MID_LINE;
     this.#cr = false;
     this.#bol = true;
+    this.#len = 0;
     return tail;
   }
 }
@@ -380,7 +415,7 @@ export class SmtpClient {
   /** Streams body with transparency, then the end of data (one more reply owed). */
   async #sendBody(body: Readable): Promise<void> {
     this.#phase = 'message body';
-    const enc = new DotStuffer();
+    const enc = new DotStuffer(this.#o.foldLongLines ? MAX_LINE_OCTETS : 0);
     const ms = this.#o.commandTimeoutMs;
     let ended = false;
     let bodyError: Error | null = null;

@@ -10,7 +10,8 @@
  * inbound.data.bareLineEndings / longLines. With bareLineEndings 'normalise' it
  * lets bare CR/LF through: delivery/smtp-client.ts (DotStuffer) already turns
  * each into CRLF on the way to the internal server, so nothing is rewritten
- * twice. Long lines are rejected or accepted; folding them is not done yet.
+ * twice. Long lines are rejected, or accepted as they are ('accept'), or
+ * accepted and folded by the delivery client ('fold', DotStuffer).
  *
  * Works with Buffer.indexOf per line ending (no per-byte JS loop); across chunk
  * boundaries it carries only "the last byte was a CR" and the length of the
@@ -21,7 +22,7 @@ import type { Stage, Verdict } from './pipeline.ts';
 
 export type GuardOptions = {
   bareLineEndings: 'reject' | 'normalise';
-  longLines: 'reject' | 'accept';
+  longLines: 'reject' | 'accept' | 'fold';
 };
 
 export const MAX_LINE = 998;
