@@ -16,6 +16,7 @@ import { Spool } from './queue/spool.ts';
 import { createInbound, loadTls } from './smtp/inbound.ts';
 import { orderServers } from './delivery/internal.ts';
 import { readFileSync } from 'node:fs';
+import { ScanService } from './scan/build.ts';
 
 export type Daemon = {
   port: number;
@@ -47,6 +48,7 @@ export async function startDaemon(config: Config, log: Logger, opts: { tls?: { k
     config,
     spool,
     recipients,
+    scan: new ScanService(config, log),
     log,
     accepted: (m) => queue.enqueue(m),
     tls: opts.tls ?? loadTls(config.inbound.tls),

@@ -3,7 +3,9 @@
 # npm to bootstrap (the project then runs on the Node 24 it pins through the
 # `node` package), openssl for certificates, util-linux for mount (spool-full
 # tests mount a small tmpfs), strace (a test checks the order of fsync and
-# rename). Then the project's own packages, exactly as locked.
+# rename), clamav-daemon (the scan tests run a real clamd on a tiny
+# signature database of their own; no download). Then the project's own
+# packages, exactly as locked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -11,6 +13,7 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v strace >/dev/null 2>&1 || need+=(strace)   # a test watches the config store's fsync order
+command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)   # the scan tests start a real clamd with a small database
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian" >&2
   apt-get update -qq

@@ -11,6 +11,7 @@ import { Spool } from '../firmware/queue/spool.ts';
 import { createInbound } from '../firmware/smtp/inbound.ts';
 import { RecipientDirectory } from '../firmware/policy/recipients.ts';
 import { silentLogger } from '../firmware/log/logger.ts';
+import { ScanService } from '../firmware/scan/build.ts';
 import { testConfig } from './helpers/moat.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 
@@ -35,6 +36,7 @@ test('zero copy: every chunk the DATA stream emits reaches Incoming.write as the
     config,
     spool,
     recipients: new RecipientDirectory(config.inbound.recipients, () => [], { heloName: config.hostname }),
+    scan: new ScanService(config, log),
     log,
     accepted: (m) => void accepted.push(m.id),
   });

@@ -8,6 +8,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES } from '../scan/attachments.ts';
+import { parseClamdAddress } from '../scan/clamd.ts';
 
 const hostname = z
   .string()
@@ -77,6 +79,33 @@ const internalServer = z.strictObject({
   /** Name to verify the certificate against, when it differs from host. */
   servername: hostname.optional(),
 });
+
+/** A content rule: a header field pattern or a body literal, with what to do on a match. */
+const contentRule = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a rule name of letters, digits, _ . -' }),
+    header: z
+      .strictObject({
+        field: z.string().regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, { message: 'expected a header field name' }).transform((f) => f.toLowerCase()),
+        /** A JavaScript regular expression, tested against each unfolded value of the field. */
+        pattern: z.string().min(1).max(1000),
+        ignoreCase: z.boolean().default(true),
+      })
+      .optional(),
+    /** Bytes to find anywhere in the body (decoded parts included); UTF-8. */
+    body: z.string().min(4).max(256).optional(),
+    action: z.enum(['reject', 'tag']),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.header === undefined) === (r.body === undefined)) ctx.addIssue({ code: 'custom', message: 'give either header or body' });
+    if (r.header) {
+      try {
+        new RegExp(r.header.pattern, r.header.ignoreCase ? 'iu' : 'u');
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', path: ['header', 'pattern'], message: `not a valid regular expression: ${(e as Error).message}` });
+      }
+    }
+  });
 
 export const configSchema = z.strictObject({
   hostname,
@@ -153,6 +182,61 @@ export const configSchema = z.strictObject({
      */
     syncDelayMs: ms.max(1000).default(0),
   }),
+  /** The scan pipeline (scan/): limits of the MIME walker, attachment policy, content rules, signatures, clamd. */
+  scan: z
+    .strictObject({
+      headers: z
+        .strictObject({
+          /** Size of the message header; more is refused with 552 5.3.4. */
+          maxBytes: bytes.max(16 * 1024 * 1024).default(256 * 1024),
+          /** Header fields of the message (and of each part). */
+          maxFields: z.number().int().min(10).max(100_000).default(1000),
+        })
+        .prefault({}),
+      mime: z
+        .strictObject({
+          maxParts: z.number().int().min(1).max(100_000).default(1000),
+          maxDepth: z.number().int().min(1).max(100).default(20),
+          maxPartHeaderBytes: bytes.max(16 * 1024 * 1024).default(64 * 1024),
+        })
+        .prefault({}),
+      attachments: z
+        .strictObject({
+          blockedExtensions: z
+            .array(z.string().regex(/^\.?[A-Za-z0-9_-]{1,20}$/, { message: 'expected a file extension such as exe' }).transform((e) => e.replace(/^\./, '').toLowerCase()))
+            .default([...DEFAULT_BLOCKED_EXTENSIONS]),
+          blockedTypes: z
+            .array(z.string().regex(/^[A-Za-z0-9!#$&^_.+-]+\/(\*|[A-Za-z0-9!#$&^_.+-]+)$/, { message: 'expected a media type such as application/x-msdownload or video/*' }).transform((t) => t.toLowerCase()))
+            .default([...DEFAULT_BLOCKED_TYPES]),
+        })
+        .prefault({}),
+      rules: z
+        .array(contentRule)
+        .max(1000)
+        .refine((rs) => rs.filter((r) => r.body !== undefined).length <= 100, { message: 'at most 100 body rules (each is a search of its own; use signatures for more)' })
+        .refine((rs) => new Set(rs.map((r) => r.name)).size === rs.length, { message: 'rule names must be unique' })
+        .default([]),
+      signatures: z
+        .strictObject({
+          /** ClamAV signature files: .ndb (body), .hdb (MD5), .hsb (SHA-256) of attachments. */
+          files: z.array(z.string().regex(/\.(ndb|hdb|hsb)$/, { message: 'expected a .ndb, .hdb or .hsb file' })).default([]),
+          /** The EICAR test signature, built in. */
+          eicar: z.boolean().default(true),
+        })
+        .prefault({}),
+      clamd: z
+        .strictObject({
+          /** A unix socket (/run/clamav/clamd.ctl) or HOST:PORT. */
+          address: z.string().refine((a) => parseClamdAddress(a) !== null, { message: 'expected a unix socket path or HOST:PORT' }),
+          timeoutMs: ms.min(100).default(30_000),
+          /** Bytes of a message sent to clamd; keep at or below clamd's StreamMaxLength. */
+          maxBytes: bytes.default(25 * 1024 * 1024),
+          /** clamd unreachable, failing or too slow: 451 4.7.1 (tempfail) or let the mail through (accept). */
+          onFailure: z.enum(['tempfail', 'accept']).default('tempfail'),
+        })
+        .optional(),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

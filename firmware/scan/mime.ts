@@ -24,6 +24,7 @@
 import type { Stage, Verdict } from './pipeline.ts';
 import { splitFields, readPartHeaders, type HeaderField, type Encoding } from './header-fields.ts';
 import { Base64Decoder, QuotedPrintableDecoder } from './decode.ts';
+import { tagHeader } from './rules.ts';
 
 export type { HeaderField } from './header-fields.ts';
 
@@ -51,6 +52,8 @@ export interface MimeListener {
   partData?(part: PartInfo, data: Uint8Array, start: number, end: number): Verdict | null;
   /** The current leaf part ended. */
   partEnd?(part: PartInfo): Verdict | null;
+  /** Names of tag rules that matched, for the X-Moat-Rule header. */
+  readonly tags?: readonly string[];
 }
 
 export type MimeLimits = {
@@ -126,6 +129,13 @@ export class MimeWalker implements Stage {
 
   get verdict(): Verdict | null {
     return this.#verdict;
+  }
+
+  /** The X-Moat-Rule header naming the tag rules that matched, if any. */
+  headers(): string {
+    const names = new Set<string>();
+    for (const l of this.#listeners) for (const t of l.tags ?? []) names.add(t);
+    return tagHeader([...names]);
   }
 
   push(chunk: Buffer): void {

@@ -29,10 +29,18 @@ export type Stage = {
   readonly name: string;
   /** The verdict this stage has reached so far, or null. */
   readonly verdict: Verdict | null;
-  /** Looks at the chunk; never copies or keeps it. */
+  /** Looks at the chunk; never copies or keeps it (a stage that sends it on, as clamd's does, holds it only until written). */
   push(chunk: Buffer): void;
   /** After the last chunk: the stage's verdict, or null to let the message through. */
   end(): Verdict | null;
+  /** Work that runs beside the stream (an external scanner): its verdict, awaited after end(). */
+  settle?(): Promise<Verdict | null>;
+  /** When the stage is behind (a socket buffer full): a promise to wait for before the next chunk. */
+  pressure?(): Promise<void> | null;
+  /** The message is abandoned (client gone, spool failure): release what the stage holds. */
+  abort?(): void;
+  /** Header fields to add to the message (CRLF-terminated lines), known after end(). */
+  headers?(): string;
 };
 
 /** Where accepted bytes go; returns false when the producer should wait (backpressure). */
@@ -56,11 +64,13 @@ export class Chain {
 
   /**
    * Runs a chunk through the stages and, unless a stage has refused, into the
-   * sink. Returns the sink's backpressure signal (true when nothing was sunk).
+   * sink. Returns false when the producer should wait for drained() (the sink
+   * or a stage is behind); true otherwise, and always once refused.
    */
   push(chunk: Buffer): boolean {
     if (this.#verdict || this.#ended) return true;
     const stages = this.#stages;
+    let behind = false;
     for (let i = 0; i < stages.length; i++) {
       const s = stages[i]!;
       s.push(chunk);
@@ -68,8 +78,45 @@ export class Chain {
         this.#verdict = s.verdict;
         return true;
       }
+      if (s.pressure && s.pressure()) behind = true;
     }
-    return this.#sink(chunk);
+    return this.#sink(chunk) && !behind;
+  }
+
+  /** Resolves when the sink (through sinkDrained) and every stage can take more. */
+  async drained(sinkDrained: () => Promise<void>): Promise<void> {
+    await sinkDrained();
+    for (const s of this.#stages) {
+      const p = s.pressure?.();
+      if (p) await p;
+    }
+  }
+
+  /**
+   * Ends the stages and waits for the ones that work beside the stream: the
+   * first refusal in stage order, or null to accept.
+   */
+  async finish(): Promise<Verdict | null> {
+    const v = this.end();
+    if (v) {
+      this.abort();
+      return v;
+    }
+    const settled = await Promise.all(this.#stages.map((s) => (s.settle ? s.settle() : null)));
+    for (const r of settled) if (r) return (this.#verdict = r);
+    return null;
+  }
+
+  /** Releases what stages hold (sockets) when the message is abandoned; idempotent. */
+  abort(): void {
+    for (const s of this.#stages) s.abort?.();
+  }
+
+  /** Header fields the stages want added, once the message is accepted. */
+  headers(): string {
+    let h = '';
+    for (const s of this.#stages) if (s.headers) h += s.headers();
+    return h;
   }
 
   /** Ends every stage; returns the first verdict (the earliest refusal, else the first stage's at end). */

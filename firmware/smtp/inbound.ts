@@ -23,9 +23,14 @@ import type { RecipientDirectory } from '../policy/recipients.ts';
 import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
 import { MoatSMTPServer, type ConnectionHandle } from './server-hooks.ts';
 import { receivedHeader } from './received.ts';
-import { Chain, type Stage, type Verdict } from '../scan/pipeline.ts';
-import { GuardStage, bareLineEndingsText, longLineText } from '../scan/guard.ts';
-import { SizeStage, tooBigText } from '../scan/size.ts';
+import { Chain, type Verdict } from '../scan/pipeline.ts';
+import { bareLineEndingsText, longLineText } from '../scan/guard.ts';
+import { tooBigText } from '../scan/size.ts';
+import type { ScanService } from '../scan/build.ts';
+import { headerTooBigText, mimeTooComplexText } from '../scan/mime.ts';
+import { blockedAttachmentText } from '../scan/attachments.ts';
+import { ruleRejectText } from '../scan/rules.ts';
+import { clamdUnavailableText, virusFoundText } from '../scan/clamd.ts';
 
 type ParsedAddress = SMTPServerAddress & { raw?: string };
 type Session = SMTPServerSession & { moat?: { from: Mailbox | null; rcpts: string[] } };
@@ -34,6 +39,8 @@ export type InboundDeps = {
   config: Config;
   spool: Spool;
   recipients: RecipientDirectory;
+  /** Builds the scan stages of each message. */
+  scan: ScanService;
   log: Logger;
   /** Called with each message once it is durable. */
   accepted: (m: QueuedMessage) => void;
@@ -56,6 +63,12 @@ export const Replies = {
   tooBig: (limit: number) => reply(552, tooBigText(limit)),
   bareLineEndings: () => reply(550, bareLineEndingsText),
   longLine: () => reply(550, longLineText),
+  headerTooBig: () => reply(552, headerTooBigText),
+  mimeTooComplex: () => reply(550, mimeTooComplexText),
+  blockedAttachment: (what: string) => reply(550, blockedAttachmentText(what)),
+  ruleRejected: (name: string) => reply(550, ruleRejectText(name)),
+  virusFound: (name: string) => reply(550, virusFoundText(name)),
+  scannerUnavailable: () => reply(451, clamdUnavailableText),
   sessionDeadline: '4.4.2 Session time limit reached, closing connection',
 } as const;
 
@@ -170,26 +183,26 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
       bodyType: session.envelope.mailFrom && argsOf(session.envelope.mailFrom).BODY?.toUpperCase() === '8BITMIME' ? '8BITMIME' : '7BIT',
     };
     inc.write([receivedHeader({ hostname: config.hostname, id: inc.id, envelope, date: new Date(envelope.arrivedAt) })]);
-    const stages: Stage[] = [];
-    const guard = new GuardStage(ib.data);
-    if (guard.active) stages.push(guard);
-    stages.push(new SizeStage(ib.maxMessageSize));
     // the sink: each chunk goes into the spool by reference
-    const chain = new Chain(stages, (chunk) => inc.failure !== null || inc.write([chunk]));
+    const chain = new Chain(deps.scan.stages(ctx), (chunk) => inc.failure !== null || inc.write([chunk]));
     let verdict: Verdict | null;
     try {
       await pump(stream, chain, () => inc.drained());
+      verdict = await chain.finish();
     } catch (e) {
+      chain.abort();
       inc.abort();
       throw e;
-    } finally {
-      verdict = chain.end();
     }
     if (verdict) {
       inc.abort();
-      log.info({ ev: 'reject', ...ctx, phase: 'data', stage: verdict.stage, reason: verdict.reason }, 'reject');
+      const fields = { ev: verdict.code >= 500 ? 'reject' : 'tempfail', ...ctx, phase: 'data', stage: verdict.stage, reason: verdict.reason };
+      if (verdict.code >= 500) log.info(fields, 'reject');
+      else log.warn(fields, 'tempfail');
       throw reply(verdict.code, verdict.text);
     }
+    const added = chain.headers();
+    if (added) envelope.headers = added;
     try {
       const m = await inc.commit(envelope);
       log.info({ ev: 'accept', ...ctx, queueId: m.id, from: envelope.from, rcpts: envelope.to.length, size: m.size }, 'accept');
@@ -226,7 +239,7 @@ function pump(stream: Readable, chain: Chain, drained: () => Promise<void>): Pro
     stream.on('data', (chunk: Buffer) => {
       if (!chain.push(chunk)) {
         stream.pause();
-        void drained().then(() => stream.resume());
+        void chain.drained(drained).then(() => stream.resume());
       }
     });
     stream.once('end', resolve);
