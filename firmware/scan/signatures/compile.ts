@@ -107,7 +107,7 @@ function hash2(b: Uint8Array, end: number): number {
 
 type Anchored = { part: number; bytes: Uint8Array };
 
-function buildEngine(W: number, B: 2 | 3, items: Anchored[]): Engine {
+async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => Promise<void>): Promise<Engine> {
   const size = B === 3 ? 1 << HBITS : 1 << 16;
   const hash = B === 3 ? hash3 : hash2;
   const ids = new Map<string, number>();
@@ -123,18 +123,22 @@ function buildEngine(W: number, B: 2 | 3, items: Anchored[]): Engine {
       partsOf.push([]);
     }
     partsOf[a]!.push(it.part);
+    if ((partsOf.length & 255) === 0) await pause();
   }
   const shift = new Uint8Array(size).fill(W - B + 1);
   const count = new Int32Array(size);
   const anchors = new Uint8Array(anchorBytes.length * W);
-  anchorBytes.forEach((bytes, a) => {
+  for (let a = 0; a < anchorBytes.length; a++) {
+    const bytes = anchorBytes[a]!;
     anchors.set(bytes, a * W);
     for (let end = B - 1; end < W; end++) {
       const h = hash(bytes, end);
       if (shift[h]! > W - 1 - end) shift[h] = W - 1 - end;
     }
     count[hash(bytes, W - 1)]!++;
-  });
+    if ((a & 1023) === 0) await pause();
+  }
+  await pause();
   const head = new Int32Array(size).fill(-1);
   let n = 0;
   for (let h = 0; h < size; h++) {
@@ -143,6 +147,7 @@ function buildEngine(W: number, B: 2 | 3, items: Anchored[]): Engine {
       n += count[h]! + 1;
     }
   }
+  await pause();
   const list = new Int32Array(n).fill(-1);
   const fill = new Int32Array(size);
   anchorBytes.forEach((bytes, a) => {
@@ -621,8 +626,7 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
     (isLong ? long : short).push({ part: p, bytes: t.vals[p]!.subarray(at, at + w) });
     if ((p & 31) === 0) await pause();
   }
-  if (long.length) t.engines.push(buildEngine(longW, 3, long));
-  await pause();
-  if (short.length) t.engines.push(buildEngine(shortW, 2, short));
+  if (long.length) t.engines.push(await buildEngine(longW, 3, long, pause));
+  if (short.length) t.engines.push(await buildEngine(shortW, 2, short, pause));
   return new Db(t, set.body.length, set.hashes, warnings);
 }

@@ -51,10 +51,10 @@ export const INLINE_GAP = 16;
 /** The shortest literal run every part needs, to be found by the matcher. */
 export const MIN_RUN = 2;
 
-type Tok =
-  | { k: 'b'; v: number; m: number }
-  | { k: 'g'; min: number; max: number }
-  | { k: 'alt'; opts: Uint8Array[] };
+/** A byte test is a number: value | mask << 8 (no object per byte: large sets compile without garbage). */
+type Tok = number | { k: 'g'; min: number; max: number } | { k: 'alt'; opts: Uint8Array[] };
+const ANY = 0;
+const byte = (v: number, m: number) => (v & m) | (m << 8);
 
 const HEX = '0123456789abcdef';
 
@@ -132,10 +132,10 @@ function tokenize(src: string): Tok[] {
         const bad = hi < 0 && c !== '?' ? p : p + 1;
         throw new SignatureSyntaxError(`unexpected character ${JSON.stringify(s[bad])} at position ${bad}`);
       }
-      if (c === '?' && d === '?') out.push({ k: 'b', v: 0, m: 0 });
-      else if (c === '?') out.push({ k: 'b', v: lo, m: 0x0f });
-      else if (d === '?') out.push({ k: 'b', v: hi << 4, m: 0xf0 });
-      else out.push({ k: 'b', v: (hi << 4) | lo, m: 0xff });
+      if (c === '?' && d === '?') out.push(ANY);
+      else if (c === '?') out.push(byte(lo, 0x0f));
+      else if (d === '?') out.push(byte(hi << 4, 0xf0));
+      else out.push(byte((hi << 4) | lo, 0xff));
       p += 2;
     }
   }
@@ -144,17 +144,18 @@ function tokenize(src: string): Tok[] {
 
 function expand(toks: Tok[]): Tok[][] {
   let count = 1;
-  for (const t of toks) if (t.k === 'alt') count *= t.opts.length;
+  for (const t of toks) if (typeof t !== 'number' && t.k === 'alt') count *= t.opts.length;
+  if (count === 1) return [toks];
   if (count > MAX_VARIANTS) throw new UnsupportedSignature(`more than ${MAX_VARIANTS} alternation combinations`);
   let variants: Tok[][] = [[]];
   for (const t of toks) {
-    if (t.k !== 'alt') {
+    if (typeof t === 'number' || t.k !== 'alt') {
       for (const v of variants) v.push(t);
       continue;
     }
     const next: Tok[][] = [];
     for (const v of variants) {
-      for (const o of t.opts) next.push([...v, ...Array.from(o, (b): Tok => ({ k: 'b', v: b, m: 0xff }))]);
+      for (const o of t.opts) next.push([...v, ...Array.from(o, (b) => byte(b, 0xff))]);
     }
     variants = next;
   }
@@ -177,25 +178,27 @@ function build(toks: Tok[], startLo: number, startHi: number): Pattern {
   const items: Tok[] = [];
   for (const t of toks) {
     const last = items.at(-1);
-    if (t.k === 'g' && last?.k === 'g') items[items.length - 1] = { k: 'g', min: last.min + t.min, max: last.max + t.max };
-    else items.push(t);
+    if (typeof t !== 'number' && t.k === 'g' && typeof last === 'object' && last.k === 'g') {
+      items[items.length - 1] = { k: 'g', min: last.min + t.min, max: last.max + t.max };
+    } else items.push(t);
   }
-  if (items[0]?.k === 'g' || items.at(-1)?.k === 'g') throw new UnsupportedSignature('leading or trailing gap');
-  const raw: Array<{ bytes: Array<{ v: number; m: number }> }> = [{ bytes: [] }];
+  const isGap = (t: Tok | undefined) => typeof t === 'object' && t.k === 'g';
+  if (isGap(items[0]) || isGap(items.at(-1))) throw new UnsupportedSignature('leading or trailing gap');
+  const raw: number[][] = [[]];
   const gaps: Array<{ min: number; max: number }> = [];
   for (const t of items) {
-    if (t.k === 'b') raw.at(-1)!.bytes.push({ v: t.v & t.m, m: t.m });
+    if (typeof t === 'number') raw.at(-1)!.push(t);
     else if (t.k === 'g' && t.min === t.max && t.min <= INLINE_GAP) {
-      for (let i = 0; i < t.min; i++) raw.at(-1)!.bytes.push({ v: 0, m: 0 });
+      for (let i = 0; i < t.min; i++) raw.at(-1)!.push(ANY);
     } else if (t.k === 'g') {
       gaps.push({ min: t.min, max: t.max });
-      raw.push({ bytes: [] });
+      raw.push([]);
     }
   }
   // a part of nothing but any-bytes between two gaps becomes part of the gap
   for (let i = 1; i < raw.length - 1; i++) {
-    if (raw[i]!.bytes.every((b) => b.m === 0)) {
-      const k = raw[i]!.bytes.length;
+    if (raw[i]!.every((b) => b === ANY)) {
+      const k = raw[i]!.length;
       const a = gaps[i - 1]!;
       const b = gaps[i]!;
       gaps.splice(i - 1, 2, { min: a.min + k + b.min, max: a.max + k + b.max });
@@ -206,14 +209,22 @@ function build(toks: Tok[], startLo: number, startHi: number): Pattern {
   // cut long parts into pieces joined by a gap of exactly 0
   const parts: Part[] = [];
   const outGaps: Array<{ min: number; max: number }> = [];
-  raw.forEach((r, i) => {
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i]!;
     if (i > 0) outGaps.push(gaps[i - 1]!);
-    for (let at = 0; at < r.bytes.length; at += MAX_PART) {
+    for (let at = 0; at < r.length; at += MAX_PART) {
       if (at > 0) outGaps.push({ min: 0, max: 0 });
-      const piece = r.bytes.slice(at, at + MAX_PART);
-      parts.push({ vals: Uint8Array.from(piece, (b) => b.v), masks: Uint8Array.from(piece, (b) => b.m) });
+      const n = Math.min(MAX_PART, r.length - at);
+      const vals = new Uint8Array(n);
+      const masks = new Uint8Array(n);
+      for (let j = 0; j < n; j++) {
+        const b = r[at + j]!;
+        vals[j] = b & 0xff;
+        masks[j] = b >> 8;
+      }
+      parts.push({ vals, masks });
     }
-  });
+  }
   if (parts.length > MAX_PARTS) throw new UnsupportedSignature(`more than ${MAX_PARTS} parts`);
   for (const p of parts) {
     if (longestRun(p.masks) < MIN_RUN) throw new UnsupportedSignature(`a part without ${MIN_RUN} literal bytes in a row`);
