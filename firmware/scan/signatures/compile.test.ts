@@ -230,6 +230,34 @@ test('1 000 random signatures planted nowhere: no match in random, base64, text 
   }
 });
 
+test('hostile input cannot grow the state of gapped signatures beyond its limits, and recent partial matches still count', async () => {
+  const { MAX_INTERVALS, MAX_LIVE } = await import('./compile.ts');
+  type Probe = ReturnType<SignatureDb['newScanner']> & { pending: number };
+  const run = (db: SignatureDb, data: Buffer) => {
+    const sc = db.newScanner() as Probe;
+    let most = 0;
+    for (const c of bySize(data, 65536)) {
+      assert.equal(sc.push(c), null);
+      most = Math.max(most, sc.pending);
+    }
+    return { sc, most };
+  };
+  // one signature "aA" {200000} "BB", "aA" every 3 bytes: one chain at its limit
+  const one = await compileSignatures(set([sig('G', '6141{200000}4242')]));
+  const r1 = run(one, L('aAx'.repeat(100_000)));
+  assert.equal(r1.most, MAX_INTERVALS, 'one chain keeps at most MAX_INTERVALS');
+  // 20 such signatures, interleaved: the scanner-wide limit
+  const sigs = Array.from({ length: 20 }, (_, i) => sig(`G${i}`, `61${(0x41 + i).toString(16)}{200000}4242`));
+  const db = await compileSignatures(set(sigs));
+  const cycle = sigs.map((_, i) => `a${String.fromCharCode(0x41 + i)}x`).join('');
+  const { sc, most } = run(db, L(cycle.repeat(Math.ceil(1_500_000 / cycle.length))));
+  assert.ok(most <= MAX_LIVE && most > MAX_LIVE - 20, `${most} intervals kept, at most ${MAX_LIVE}`);
+  assert.equal(sc.push(L(`aC${'y'.repeat(200_000)}BB`)), 'G2', 'a recent partial match still completes');
+  // without the flood, intervals that can no longer be reached are let go
+  const calm = run(await compileSignatures(set([sig('H', '6141{1000}4242')])), L(`aA${'x'.repeat(57)}`.repeat(10_000)));
+  assert.ok(calm.most <= 1000 / 59 + 2, `${calm.most} intervals kept for a gap of 1000`);
+});
+
 // ---- reload ----
 
 test('reload: a new database is separate, and scanners of the old one keep working', async () => {

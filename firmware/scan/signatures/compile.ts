@@ -16,9 +16,10 @@
  * Signatures of one part are decided on the spot. Parts of a signature with
  * gaps are collected per scanned range, sorted by position and fed to a small
  * chain state per part (the earliest end for an open gap `*`/`{n-}`, the
- * merged intervals of allowed next starts for a bounded gap, at most
- * MAX_INTERVALS of them, the oldest dropped beyond that: a documented limit
- * only hostile input could reach).
+ * merged intervals of allowed next starts for a bounded gap). Intervals that
+ * can no longer be reached are let go; a chain keeps at most MAX_INTERVALS
+ * and a scanner MAX_LIVE of them, the oldest dropped beyond that: a limit that
+ * only hostile input reaches, and where it may cost a gapped match.
  *
  * Chunk boundaries: parts are at most MAX_PART (128) bytes long (hex.ts cuts
  * longer ones), so a scanner keeps the last maxLen-1 bytes it saw. Each chunk is
@@ -41,11 +42,12 @@
  * scanners of the old one go on working. Called by the scan pipeline.
  */
 import { parseHexSignature, SignatureSyntaxError, UnsupportedSignature, longestRun, type Pattern } from './hex.ts';
-import { rarestWindow } from './rarity.ts';
+import { counts, rarestWindow } from './rarity.ts';
 import type { BodyScanner, HashKind, HashSignature, SignatureDb, SignatureSet } from './types.ts';
 
 export const SLICE_MS = 8;
 export const MAX_INTERVALS = 4096;
+export const MAX_LIVE = 1 << 16;
 const LONG_MIN = 8;
 const LONG_MAX_W = 16;
 const HBITS = 18;
@@ -76,7 +78,24 @@ type Engine = {
   /** Parts per anchor: partList[partStart[a] .. partStart[a+1]). */
   partStart: Int32Array;
   partList: Int32Array;
+  /**
+   * A bit per (first bytes of the window, last block) pair of the anchors: most
+   * windows whose last block is some anchor's (common in text) are let go
+   * without looking at the bucket.
+   */
+  pre: Uint8Array;
+  /** Offsets of the 3rd and 4th byte the pair key takes from the window (W may be 2 or 3). */
+  p2: number;
+  p3: number;
 };
+
+const PBITS = 20;
+const PSHIFT = 32 - PBITS;
+const GOLD2 = 0x85ebca6b | 0;
+
+function preKey(b: Uint8Array, w: number, h: number, p2: number, p3: number): number {
+  return Math.imul((b[w]! | (b[w + 1]! << 8) | (b[w + p2]! << 16) | (b[w + p3]! << 24)) ^ Math.imul(h, GOLD), GOLD2) >>> PSHIFT;
+}
 
 type Tables = {
   names: string[];
@@ -154,6 +173,13 @@ async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => 
     const h = hash(bytes, W - 1);
     list[head[h]! + fill[h]!++] = a;
   });
+  const p2 = Math.min(2, W - 1);
+  const p3 = Math.min(3, W - 1);
+  const pre = new Uint8Array(1 << (PBITS - 3));
+  for (const bytes of anchorBytes) {
+    const k = preKey(bytes, 0, hash(bytes, W - 1), p2, p3);
+    pre[k >>> 3]! |= 1 << (k & 7);
+  }
   const partStart = new Int32Array(anchorBytes.length + 1);
   const partList = new Int32Array(items.length);
   let k = 0;
@@ -162,7 +188,7 @@ async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => 
     for (const p of ps) partList[k++] = p;
   });
   partStart[anchorBytes.length] = k;
-  return { W, B, shift, head, list, anchors, partStart, partList };
+  return { W, B, shift, head, list, anchors, partStart, partList, pre, p2, p3 };
 }
 
 /** The bytes a part is found by: the rarest w-byte window inside its fixed runs. */
@@ -192,24 +218,32 @@ class Chain {
   lo: number[] = [];
   hi: number[] = [];
   head = 0;
-  dropped = 0;
 
-  add(end: number, min: number, max: number): void {
+  /** Intervals kept. */
+  get live(): number {
+    return this.lo.length - this.head;
+  }
+
+  /**
+   * Records that the part ended at `end`, so the next part may start in
+   * end+min..end+max. Intervals ending before `floor` can no longer be
+   * reached and are let go; when `full` (this chain or the scanner at its
+   * limit) the oldest is dropped to make room.
+   */
+  add(end: number, min: number, max: number, floor: number, full: boolean): void {
     if (max === Infinity) {
       if (this.first < 0) this.first = end;
       return;
     }
     const lo = end + min;
     const hi = end + max;
+    while (this.head < this.lo.length && this.hi[this.head]! < floor) this.head++;
     const n = this.lo.length;
     if (n > this.head && lo <= this.hi[n - 1]! + 1) {
       if (hi > this.hi[n - 1]!) this.hi[n - 1] = hi;
       return;
     }
-    if (n - this.head >= MAX_INTERVALS) {
-      this.head++;
-      this.dropped++;
-    }
+    if (n > this.head && (full || n - this.head >= MAX_INTERVALS)) this.head++;
     if (this.head > 1024 && this.head * 2 > n) {
       this.lo.splice(0, this.head);
       this.hi.splice(0, this.head);
@@ -236,6 +270,8 @@ class Scanner implements BodyScanner {
   readonly #junc: Buffer;
   #match: string | null = null;
   #chains = new Map<number, Chain>();
+  /** Intervals kept by all chains (at most MAX_LIVE). */
+  #live = 0;
   #ev = new Float64Array(256);
   #evN = 0;
   // the range being scanned: buffer index -> stream offset is base + index;
@@ -268,11 +304,17 @@ class Scanner implements BodyScanner {
     return this.#match;
   }
 
+  /** Intervals kept for signatures with bounded gaps (for tests of the limit). */
+  get pending(): number {
+    return this.#live;
+  }
+
   reset(): void {
     this.#pos = 0;
     this.#tailLen = 0;
     this.#match = null;
     this.#chains.clear();
+    this.#live = 0;
     this.#evN = 0;
   }
 
@@ -326,7 +368,6 @@ class Scanner implements BodyScanner {
   #scan(e: Engine, buf: Uint8Array, lo: number, hi: number): boolean {
     const W = e.W;
     const sh = e.shift;
-    const head = e.head;
     const q = (hi - lo) >> 2;
     let a = lo + W - 1;
     let ea = hi;
@@ -338,6 +379,10 @@ class Scanner implements BodyScanner {
       const ec = lo + 3 * q;
       let d = ec;
       if (e.B === 3) {
+        // the pair filter of #bucket, inlined here: text stops at 1 window in 4
+        const pre = e.pre;
+        const p2 = e.p2;
+        const p3 = e.p3;
         while (a < ea && b < eb && c < ec && d < hi) {
           const ha = Math.imul((buf[a - 2]! << 16) | (buf[a - 1]! << 8) | buf[a]!, GOLD) >>> HSHIFT;
           const hb = Math.imul((buf[b - 2]! << 16) | (buf[b - 1]! << 8) | buf[b]!, GOLD) >>> HSHIFT;
@@ -348,13 +393,29 @@ class Scanner implements BodyScanner {
           const sc = sh[hc]!;
           const sd = sh[hd]!;
           if (sa !== 0) a += sa;
-          else if (this.#bucket(e, head[ha]!, buf, ++a - W, lo, hi)) return true;
+          else {
+            const w = ++a - W;
+            const k = Math.imul((buf[w]! | (buf[w + 1]! << 8) | (buf[w + p2]! << 16) | (buf[w + p3]! << 24)) ^ Math.imul(ha, GOLD), GOLD2) >>> PSHIFT;
+            if ((pre[k >>> 3]! & (1 << (k & 7))) !== 0 && this.#bucket(e, ha, buf, w, lo, hi)) return true;
+          }
           if (sb !== 0) b += sb;
-          else if (this.#bucket(e, head[hb]!, buf, ++b - W, lo, hi)) return true;
+          else {
+            const w = ++b - W;
+            const k = Math.imul((buf[w]! | (buf[w + 1]! << 8) | (buf[w + p2]! << 16) | (buf[w + p3]! << 24)) ^ Math.imul(hb, GOLD), GOLD2) >>> PSHIFT;
+            if ((pre[k >>> 3]! & (1 << (k & 7))) !== 0 && this.#bucket(e, hb, buf, w, lo, hi)) return true;
+          }
           if (sc !== 0) c += sc;
-          else if (this.#bucket(e, head[hc]!, buf, ++c - W, lo, hi)) return true;
+          else {
+            const w = ++c - W;
+            const k = Math.imul((buf[w]! | (buf[w + 1]! << 8) | (buf[w + p2]! << 16) | (buf[w + p3]! << 24)) ^ Math.imul(hc, GOLD), GOLD2) >>> PSHIFT;
+            if ((pre[k >>> 3]! & (1 << (k & 7))) !== 0 && this.#bucket(e, hc, buf, w, lo, hi)) return true;
+          }
           if (sd !== 0) d += sd;
-          else if (this.#bucket(e, head[hd]!, buf, ++d - W, lo, hi)) return true;
+          else {
+            const w = ++d - W;
+            const k = Math.imul((buf[w]! | (buf[w + 1]! << 8) | (buf[w + p2]! << 16) | (buf[w + p3]! << 24)) ^ Math.imul(hd, GOLD), GOLD2) >>> PSHIFT;
+            if ((pre[k >>> 3]! & (1 << (k & 7))) !== 0 && this.#bucket(e, hd, buf, w, lo, hi)) return true;
+          }
         }
       } else {
         while (a < ea && b < eb && c < ec && d < hi) {
@@ -367,13 +428,13 @@ class Scanner implements BodyScanner {
           const sc = sh[hc]!;
           const sd = sh[hd]!;
           if (sa !== 0) a += sa;
-          else if (this.#bucket(e, head[ha]!, buf, ++a - W, lo, hi)) return true;
+          else if (this.#bucket(e, ha, buf, ++a - W, lo, hi)) return true;
           if (sb !== 0) b += sb;
-          else if (this.#bucket(e, head[hb]!, buf, ++b - W, lo, hi)) return true;
+          else if (this.#bucket(e, hb, buf, ++b - W, lo, hi)) return true;
           if (sc !== 0) c += sc;
-          else if (this.#bucket(e, head[hc]!, buf, ++c - W, lo, hi)) return true;
+          else if (this.#bucket(e, hc, buf, ++c - W, lo, hi)) return true;
           if (sd !== 0) d += sd;
-          else if (this.#bucket(e, head[hd]!, buf, ++d - W, lo, hi)) return true;
+          else if (this.#bucket(e, hd, buf, ++d - W, lo, hi)) return true;
         }
       }
       if (this.#tailScan(e, buf, b, eb, lo, hi) || this.#tailScan(e, buf, c, ec, lo, hi) || this.#tailScan(e, buf, d, hi, lo, hi)) return true;
@@ -385,28 +446,30 @@ class Scanner implements BodyScanner {
   #tailScan(e: Engine, buf: Uint8Array, i: number, end: number, lo: number, hi: number): boolean {
     const W = e.W;
     const sh = e.shift;
-    const head = e.head;
     if (e.B === 3) {
       while (i < end) {
         const h = Math.imul((buf[i - 2]! << 16) | (buf[i - 1]! << 8) | buf[i]!, GOLD) >>> HSHIFT;
         const s = sh[h]!;
         if (s !== 0) i += s;
-        else if (this.#bucket(e, head[h]!, buf, ++i - W, lo, hi)) return true;
+        else if (this.#bucket(e, h, buf, ++i - W, lo, hi)) return true;
       }
     } else {
       while (i < end) {
         const h = (buf[i - 1]! << 8) | buf[i]!;
         const s = sh[h]!;
         if (s !== 0) i += s;
-        else if (this.#bucket(e, head[h]!, buf, ++i - W, lo, hi)) return true;
+        else if (this.#bucket(e, h, buf, ++i - W, lo, hi)) return true;
       }
     }
     return false;
   }
 
-  /** Compares the anchors of one bucket with buf at w and verifies their parts. */
-  #bucket(e: Engine, at: number, buf: Uint8Array, w: number, lo: number, hi: number): boolean {
+  /** Compares the anchors of the bucket of slot h with buf at w and verifies their parts. */
+  #bucket(e: Engine, h: number, buf: Uint8Array, w: number, lo: number, hi: number): boolean {
+    const k = preKey(buf, w, h, e.p2, e.p3);
+    if ((e.pre[k >>> 3]! & (1 << (k & 7))) === 0) return false;
     const W = e.W;
+    let at = e.head[h]!;
     const list = e.list;
     const anchors = e.anchors;
     const t = this.#t;
@@ -467,7 +530,11 @@ class Scanner implements BodyScanner {
         if (s < t.startLo[g]! || s > t.startHi[g]!) continue;
       } else {
         const prev = this.#chains.get(p - 1);
-        if (!prev || !prev.accepts(s, t.gapMin[p]!, t.gapMax[p]!)) continue;
+        if (!prev) continue;
+        const before = prev.live;
+        const ok = prev.accepts(s, t.gapMin[p]!, t.gapMax[p]!);
+        this.#live += prev.live - before;
+        if (!ok) continue;
         if (kind === K_LAST) {
           this.#match = t.names[t.sig[p]!]!;
           return;
@@ -478,7 +545,9 @@ class Scanner implements BodyScanner {
         c = new Chain();
         this.#chains.set(p, c);
       }
-      c.add(s + t.len[p]!, t.gapMin[p + 1]!, t.gapMax[p + 1]!);
+      const before = c.live;
+      c.add(s + t.len[p]!, t.gapMin[p + 1]!, t.gapMax[p + 1]!, s - t.maxLen, this.#live >= MAX_LIVE);
+      this.#live += c.live - before;
     }
   }
 }
@@ -543,6 +612,8 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
       sliceStart = performance.now();
     }
   };
+  counts(); // the traffic model, built once
+  await pause();
   const warnings: string[] = [];
   const skipped = new Map<string, { n: number; first: string }>();
   const names: string[] = [];

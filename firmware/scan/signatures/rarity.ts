@@ -39,7 +39,7 @@ const SAMPLE_HEAD = [
   'Caf=C3=A9 na=C3=AFve r=C3=A9sum=C3=A9 =E2=80=93 soft=\r\nline break\r\n',
 ];
 
-let table: Uint32Array | null = null;
+let table: Float64Array | null = null;
 
 /** Hash of a 2- or 3-byte block into the 2^16 count table. */
 function slot(a: number, b: number, c: number): number {
@@ -75,22 +75,40 @@ function sample(): Uint8Array {
   return Buffer.from(s, 'latin1');
 }
 
-function counts(): Uint32Array {
+let uni: Float64Array | null = null;
+
+/**
+ * Per-block frequencies in the sample, and the byte frequencies: a block the
+ * sample lacks is still as common as its bytes make it likely (a text
+ * signature made of words the sample lacks is still made of common letters).
+ * Built on first use; compile.ts calls it first thing, before a yield.
+ */
+export function counts(): Float64Array {
   if (table) return table;
-  const t = new Uint32Array(1 << 16);
+  const t = new Float64Array(1 << 16);
+  const u = new Float64Array(256);
   const s = sample();
   for (let i = 2; i < s.length; i++) {
     t[slot(s[i - 2]!, s[i - 1]!, s[i]!)]!++;
     t[slot(256, s[i - 1]!, s[i]!)]!++; // the 2-byte block, in its own key space
   }
+  for (let i = 0; i < s.length; i++) u[s[i]!]!++;
+  for (let i = 0; i < 256; i++) u[i] = (u[i]! + 0.01) / s.length;
+  for (let i = 0; i < t.length; i++) t[i] = t[i]! / s.length;
   table = t;
+  uni = u;
   return t;
 }
 
-/** How common the block ending at bytes[end] is (length 2 or 3); higher is more common. */
+/** How common the block ending at bytes[end] is (length 2 or 3), as an estimated probability. */
 export function blockWeight(bytes: Uint8Array, end: number, block: 2 | 3): number {
   const t = counts();
-  return block === 3 ? t[slot(bytes[end - 2]!, bytes[end - 1]!, bytes[end]!)]! : t[slot(256, bytes[end - 1]!, bytes[end]!)]!;
+  const u = uni!;
+  const b = bytes[end - 1]!;
+  const c = bytes[end]!;
+  if (block === 2) return Math.max(t[slot(256, b, c)]!, u[b]! * u[c]!);
+  const a = bytes[end - 2]!;
+  return Math.max(t[slot(a, b, c)]!, u[a]! * u[b]! * u[c]!);
 }
 
 /**
