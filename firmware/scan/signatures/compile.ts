@@ -45,7 +45,7 @@ import { parseHexSignature, SignatureSyntaxError, UnsupportedSignature, longestR
 import { counts, rarestWindow } from './rarity.ts';
 import type { BodyScanner, HashKind, HashSignature, SignatureDb, SignatureSet } from './types.ts';
 
-export const SLICE_MS = 8;
+export const SLICE_MS = 4;
 export const MAX_INTERVALS = 4096;
 export const MAX_LIVE = 1 << 16;
 const LONG_MIN = 8;

@@ -41,6 +41,15 @@ const SAMPLE_HEAD = [
 
 let table: Float64Array | null = null;
 
+const JOIN = 0.05;
+function isWord(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39);
+}
+function isText(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if ((b[i]! < 0x20 && b[i] !== 9 && b[i] !== 10 && b[i] !== 13) || b[i]! > 0x7e) return false;
+  return true;
+}
+
 /** Hash of a 2- or 3-byte block into the 2^16 count table. */
 function slot(a: number, b: number, c: number): number {
   return Math.imul((a << 16) | (b << 8) | c, 0x9e3779b1) >>> 16;
@@ -122,6 +131,14 @@ export function rarestWindow(bytes: Uint8Array, from: number, to: number, w: num
     let score = 0;
     for (let end = at + block - 1; end < at + w; end++) score += blockWeight(bytes, end, block);
     score += 8 * blockWeight(bytes, at + w - 1, block);
+    // in text, words and identifiers recur: a window that joins two of them
+    // (across one or two separators) is far rarer than its blocks suggest
+    if (isText(bytes, at, at + w)) {
+      for (let j = at + 1; j + 1 < at + w; j++) {
+        if (!isWord(bytes[j - 1]!) || isWord(bytes[j]!)) continue;
+        if (isWord(bytes[j + 1]!) || (j + 2 < at + w && isWord(bytes[j + 2]!))) score *= JOIN;
+      }
+    }
     if (score < bestScore) {
       bestScore = score;
       best = at;
