@@ -258,6 +258,24 @@ test('hostile input cannot grow the state of gapped signatures beyond its limits
   assert.ok(calm.most <= 1000 / 59 + 2, `${calm.most} intervals kept for a gap of 1000`);
 });
 
+test('hostile input cannot grow the collected part occurrences beyond MAX_EVENTS; a real match is still found', async () => {
+  const { MAX_EVENTS } = await import('./compile.ts');
+  // 40 signatures whose first part "AA" is everywhere in the data, each followed within 5 bytes by its own part
+  const sigs = Array.from({ length: 40 }, (_, i) => sig(`E${i}`, `4141{-5}7a${(0x41 + i).toString(16)}7a`));
+  const db = await compileSignatures(set(sigs));
+  const sc = db.newScanner() as ReturnType<SignatureDb['newScanner']> & { scratch: number };
+  for (const c of bySize(L('A'.repeat(1 << 20)), 65536)) assert.equal(sc.push(c), null);
+  assert.ok(sc.scratch <= MAX_EVENTS, `${sc.scratch} slots for part occurrences`);
+  assert.ok(40 * 65536 > MAX_EVENTS, 'the flood was larger than the limit');
+  assert.equal(sc.push(L('AAAAzCz')), 'E2');
+  // open gaps: the first part is recorded on the spot, nothing is collected for it
+  const open = await compileSignatures(set(Array.from({ length: 40 }, (_, i) => sig(`O${i}`, `4141*7a${(0x41 + i).toString(16)}7a`))));
+  const so = open.newScanner() as ReturnType<SignatureDb['newScanner']> & { scratch: number };
+  for (const c of bySize(L('A'.repeat(1 << 20)), 65536)) assert.equal(so.push(c), null);
+  assert.equal(so.scratch, 256, 'the initial room was never grown');
+  assert.equal(so.push(L('..zDz')), 'O3');
+});
+
 // ---- reload ----
 
 test('reload: a new database is separate, and scanners of the old one keep working', async () => {

@@ -19,7 +19,12 @@
  * merged intervals of allowed next starts for a bounded gap). Intervals that
  * can no longer be reached are let go; a chain keeps at most MAX_INTERVALS
  * and a scanner MAX_LIVE of them, the oldest dropped beyond that: a limit that
- * only hostile input reaches, and where it may cost a gapped match.
+ * only hostile input reaches, and where it may cost a gapped match. The
+ * first part of a signature whose next gap is open is recorded on the spot
+ * (only its earliest end counts); other parts are collected, at most
+ * MAX_EVENTS per range, beyond which they are fed in batches whose order
+ * across batches is lost (hostile input again: it may cost a gapped match,
+ * never invent one).
  *
  * Chunk boundaries: parts are at most MAX_PART (128) bytes long (hex.ts cuts
  * longer ones), so a scanner keeps the last maxLen-1 bytes it saw. Each chunk is
@@ -48,6 +53,8 @@ import type { BodyScanner, HashKind, HashSignature, SignatureDb, SignatureSet } 
 export const SLICE_MS = 4;
 export const MAX_INTERVALS = 4096;
 export const MAX_LIVE = 1 << 16;
+/** Part occurrences of gapped signatures collected per scanned range before they are fed (8 bytes each). */
+export const MAX_EVENTS = 1 << 18;
 const LONG_MIN = 8;
 const LONG_MAX_W = 16;
 const HBITS = 18;
@@ -232,7 +239,7 @@ class Chain {
    */
   add(end: number, min: number, max: number, floor: number, full: boolean): void {
     if (max === Infinity) {
-      if (this.first < 0) this.first = end;
+      if (this.first < 0 || end < this.first) this.first = end;
       return;
     }
     const lo = end + min;
@@ -304,9 +311,14 @@ class Scanner implements BodyScanner {
     return this.#match;
   }
 
-  /** Intervals kept for signatures with bounded gaps (for tests of the limit). */
+  /** Intervals kept for signatures with bounded gaps (for tests of the limits). */
   get pending(): number {
     return this.#live;
+  }
+
+  /** Room for collected part occurrences (for tests of the limits). */
+  get scratch(): number {
+    return this.#ev.length;
   }
 
   reset(): void {
@@ -507,19 +519,44 @@ class Scanner implements BodyScanner {
       this.#match = t.names[g]!;
       return true;
     }
+    if (kind === K_FIRST && t.gapMax[p + 1] === Infinity) {
+      // needs no order: only the earliest end counts
+      const g = t.sig[p]!;
+      if (s < t.startLo[g]! || s > t.startHi[g]!) return false;
+      const c = this.#chain(p);
+      const end = s + t.len[p]!;
+      if (c.first < 0 || end < c.first) c.first = end;
+      return false;
+    }
     if (this.#evN === this.#ev.length) {
-      const bigger = new Float64Array(this.#ev.length * 2);
-      bigger.set(this.#ev);
-      this.#ev = bigger;
+      if (this.#ev.length >= MAX_EVENTS) {
+        // hostile input: feed what we have now (order across batches is lost)
+        this.#events();
+        if (this.#match !== null) return true;
+      } else {
+        const bigger = new Float64Array(this.#ev.length * 2);
+        bigger.set(this.#ev);
+        this.#ev = bigger;
+      }
     }
     this.#ev[this.#evN++] = (s - this.#evBase) * PMUL + p;
     return false;
+  }
+
+  #chain(p: number): Chain {
+    let c = this.#chains.get(p);
+    if (!c) {
+      c = new Chain();
+      this.#chains.set(p, c);
+    }
+    return c;
   }
 
   /** Feeds the collected parts of signatures with gaps, in stream order, to their chains. */
   #events(): void {
     const t = this.#t;
     const ev = this.#ev.subarray(0, this.#evN).sort();
+    this.#evN = 0;
     for (let i = 0; i < ev.length; i++) {
       const key = ev[i]!;
       const p = key % PMUL;
@@ -540,11 +577,7 @@ class Scanner implements BodyScanner {
           return;
         }
       }
-      let c = this.#chains.get(p);
-      if (!c) {
-        c = new Chain();
-        this.#chains.set(p, c);
-      }
+      const c = this.#chain(p);
       const before = c.live;
       c.add(s + t.len[p]!, t.gapMin[p + 1]!, t.gapMax[p + 1]!, s - t.maxLen, this.#live >= MAX_LIVE);
       this.#live += c.live - before;
