@@ -20,12 +20,16 @@ import { ScanService } from './scan/build.ts';
 
 export type Daemon = {
   port: number;
+  /** The scan chain's long-lived part; reloadSignatures() on SIGHUP. */
+  scan: ScanService;
   spool: Spool;
   queue: QueueManager;
   close(): Promise<void>;
 };
 
 export async function startDaemon(config: Config, log: Logger, opts: { tls?: { key: Buffer; cert: Buffer } } = {}): Promise<Daemon> {
+  // signatures first: a configured file that cannot be used stops the start, before anything is opened
+  const scan = await ScanService.create(config, log);
   const spool = await Spool.open({
     dataDir: config.storage.dataDir,
     segmentBytes: config.storage.segmentBytes,
@@ -48,7 +52,7 @@ export async function startDaemon(config: Config, log: Logger, opts: { tls?: { k
     config,
     spool,
     recipients,
-    scan: new ScanService(config, log),
+    scan,
     log,
     accepted: (m) => queue.enqueue(m),
     tls: opts.tls ?? loadTls(config.inbound.tls),
@@ -66,6 +70,7 @@ export async function startDaemon(config: Config, log: Logger, opts: { tls?: { k
   log.info({ ev: 'listening', address: host, port: bound, queued: spool.messages.size }, 'listening');
   return {
     port: bound,
+    scan,
     spool,
     queue,
     async close() {

@@ -6,6 +6,7 @@
  * Reads and validates the configuration (a clear message naming each bad
  * setting, exit status 2), then runs until SIGTERM or SIGINT, when it stops
  * taking connections, lets deliveries in flight finish and closes the spool.
+ * SIGHUP reloads the signature files.
  */
 import './runtime.ts';
 import { readFileSync } from 'node:fs';
@@ -60,3 +61,10 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     );
   });
 }
+// SIGHUP: read the signature files again (after an update); the old set stays if the new one is unusable
+process.on('SIGHUP', () => {
+  daemon.scan.reloadSignatures().then(
+    () => log.info({ ev: 'signatures-reloaded', ...daemon.scan.signatures }, 'signatures reloaded'),
+    (e: Error) => log.error({ ev: 'signatures-reload-failed', err: e.message }, 'signature reload failed; the previous set stays'),
+  );
+});

@@ -169,7 +169,7 @@ async function stages(msg) {
       storage: { dataDir: '/nonexistent' },
       scan: extra,
     });
-  const service = new ScanService(config({ rules: [{ name: 'subj', header: { field: 'subject', pattern: 'lottery' }, action: 'reject' }] }), silentLogger());
+  const service = new ScanService(config({ rules: [{ name: 'subj', header: { field: 'subject', pattern: 'lottery' }, action: 'reject' }] }), silentLogger(), null);
   row('whole chain (no signatures)', () => service.stages({ cid: 'bench', ip: '127.0.0.1' }));
   if (sig?.benchChainRows) rows.push(...(await sig.benchChainRows({ chunks, bytes, measure, config, ScanService, silentLogger, log: (n, m) => console.log(`  ${n.padEnd(44)} ${m.toFixed(0).padStart(7)} MB/s`) })));
   void HeaderRules;

@@ -36,7 +36,7 @@ test('zero copy: every chunk the DATA stream emits reaches Incoming.write as the
     config,
     spool,
     recipients: new RecipientDirectory(config.inbound.recipients, () => [], { heloName: config.hostname }),
-    scan: new ScanService(config, log),
+    scan: await ScanService.create(config, log),
     log,
     accepted: (m) => void accepted.push(m.id),
   });

@@ -29,7 +29,8 @@ export type ClamdOptions = {
 };
 
 export const clamdUnavailableText = '4.7.1 Virus scanner unavailable, try again later';
-export const virusFoundText = (name: string) => `5.7.1 Message content rejected: ${name} found`;
+import { signatureFoundText as virusFoundText } from './signature-scan.ts';
+export { virusFoundText };
 
 const REPLY_MAX = 1024;
 const COMMAND = Buffer.from('zINSTREAM\0');
