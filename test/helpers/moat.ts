@@ -14,6 +14,8 @@ type Overrides = {
   internal?: Partial<ConfigInput['internal']>;
   queue?: ConfigInput['queue'];
   storage?: Partial<ConfigInput['storage']>;
+  policy?: ConfigInput['policy'];
+  dns?: ConfigInput['dns'];
 };
 
 export function testConfig(dataDir: string, servers: Array<{ port: number; priority?: number; tls?: 'none' | 'opportunistic' | 'required' }>, o: Overrides = {}) {
@@ -24,6 +26,8 @@ export function testConfig(dataDir: string, servers: Array<{ port: number; prior
     queue: { minRetryMs: 200, maxRetryMs: 1000, ...o.queue },
     storage: { dataDir, minFreeBytes: 1024 * 1024, ...o.storage },
     log: { level: process.env.MOAT_TEST_LOG ? 'debug' : 'silent' },
+    ...(o.policy ? { policy: o.policy } : {}),
+    ...(o.dns ? { dns: o.dns } : {}),
   });
 }
 
