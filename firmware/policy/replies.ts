@@ -33,7 +33,6 @@ export const PolicyReplies = {
   dmarcReject: () => reply(550, '5.7.1 Message rejected by the DMARC policy of its author domain'),
   spam: () => reply(550, '5.7.1 Message rejected as spam'),
   checkFailed: () => reply(451, '4.7.0 Policy check unavailable, try again later'),
-  refusedByConfig: () => reply(550, '5.7.1 Refused by local policy'),
   tempfailByConfig: () => reply(451, '4.7.1 Deferred by local policy, try again later'),
 } as const;
 
