@@ -443,3 +443,18 @@ test('a check that does not answer in time fails closed with 451 4.7.0: DKIM key
     await dns.close();
   }
 });
+
+test('greylisting (when listed): the first attempt of a triplet gets 450 4.7.1, the retry is accepted', async () => {
+  const policy: ConfigInput['policy'] = { chain: { rcpt: ['harvest', 'greylist'] }, greylist: { delayMs: 0 } };
+  await withRelay({ policy }, async ({ moat }) => {
+    await transcript(moat.port, '127.0.0.21', [
+      ...GREET('127.0.0.21'),
+      'C: MAIL FROM:<x@sender.example>',
+      'S: 250 2.1.0 Accepted',
+      'C: RCPT TO:<user@example.com>',
+      'S: 450 4.7.1 Greylisted, please try again later',
+      'C: RCPT TO:<user@example.com>',
+      'S: 250 2.1.5 Accepted',
+    ]);
+  });
+});

@@ -164,6 +164,17 @@ const policySchema = z.strictObject({
       windowMs: ms.min(1000).max(86_400_000).default(600_000),
     })
     .prefault({}),
+  greylist: z
+    .strictObject({
+      /** A retry before this long after the first attempt is greylisted again. */
+      delayMs: ms.max(86_400_000).default(300_000),
+      /** A first attempt not retried within this long is forgotten. */
+      retryWindowMs: ms.min(1000).max(7 * 86_400_000).default(4 * 3_600_000),
+      /** A triplet that passed passes at once for this long after its last use. */
+      passMs: ms.min(1000).max(90 * 86_400_000).default(36 * 86_400_000),
+      maxEntries: z.number().int().min(100).max(10_000_000).default(100_000),
+    })
+    .prefault({}),
   dnsbl: z
     .strictObject({
       zones: z

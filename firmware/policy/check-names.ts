@@ -21,6 +21,7 @@ export const CHECK_PHASES = {
   'anti-spoofing': ['mail', 'rcpt'],
   'message-rate': ['mail'],
   harvest: ['rcpt'],
+  greylist: ['rcpt'],
   authentication: ['data'],
   gtube: ['data'],
   'spam-score': ['data'],

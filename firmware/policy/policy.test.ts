@@ -11,6 +11,7 @@ import { GtubeScanner, GTUBE } from './checks/gtube.ts';
 import { safeHeaderBlock } from './checks/authentication.ts';
 import { literalAddress } from './checks/helo.ts';
 import { matchesSuffix } from './checks/sender-domains.ts';
+import { clientNetwork } from './checks/greylist.ts';
 import { CHECK_NAMES, CHECK_PHASES } from './check-names.ts';
 import { REGISTRY } from './registry.ts';
 import { Policy, clientAddress } from './policy.ts';
@@ -73,35 +74,57 @@ test('chain: tags add up, connect and HELO points belong to the session, later o
   assert.equal(totalScore(c), 2.5, 'a new transaction keeps the session points only');
 });
 
-test('harvest: the tarpit delay doubles from tarpitAfter up to tarpitMaxMs; dropAfter blocks the address; others are untouched', async () => {
-  const config = parseConfig({
+function configWith(policy: unknown) {
+  return parseConfig({
     hostname: 'mx.example.com',
     inbound: { localDomains: ['example.com'] },
     internal: { servers: [{ host: '127.0.0.1' }] },
     storage: { dataDir: '/nonexistent' },
-    policy: { chain: { rcpt: ['harvest'] }, harvest: { tarpitAfter: 2, tarpitMs: 100, tarpitMaxMs: 350, dropAfter: 6 } },
+    policy,
   });
+}
+
+test('harvest: the tarpit delay doubles from tarpitAfter up to tarpitMaxMs; dropAfter blocks the address; others are untouched', async () => {
+  const config = configWith({ chain: { rcpt: ['harvest'] }, harvest: { tarpitAfter: 2, tarpitMs: 100, tarpitMaxMs: 350, dropAfter: 6 } });
   const p = new Policy(config, new DnsResolver(config.dns), log);
+  const harvest = REGISTRY.harvest({ config, resolver: new DnsResolver(config.dns), tracker: p.tracker, log, localDomains: new Set(), now: Date.now });
   const close = p.opened({ id: 's1', remoteAddress: '::ffff:198.51.100.9', localAddress: '::ffff:192.0.2.1' });
   p.opened({ id: 's2', remoteAddress: '198.51.100.10' });
   const delays: number[] = [];
-  const chainDelay = async () => {
-    const c = (p as unknown as { tracker: AbuseTracker }).tracker.unknownRecipients.count('198.51.100.9');
-    const d = (await REGISTRY.harvest({ config, resolver: new DnsResolver(config.dns), tracker: p.tracker, log, localDomains: new Set() }).run({ ...ctx(), ip: '198.51.100.9' }, 'rcpt')) as { delayMs?: number };
+  for (let i = 0; i < 6; i++) {
+    const d = (await harvest.run({ ...ctx(), ip: '198.51.100.9' }, 'rcpt')) as { delayMs?: number };
     delays.push(d.delayMs ?? 0);
-    return c;
-  };
-  for (let i = 0; i < 5; i++) {
-    await chainDelay();
-    assert.equal(p.unknownRecipient('s1'), null, `unknown recipient ${i + 1} is answered normally`);
+    if (i < 5) assert.equal(p.unknownRecipient('s1'), null, `unknown recipient ${i + 1} is answered normally`);
   }
-  await chainDelay();
   assert.deepEqual(delays, [0, 0, 100, 200, 350, 350]);
   assert.equal(p.unknownRecipient('s1')?.message, '4.7.0 Too many unknown recipients, closing connection');
   assert.equal(p.tracker.blocked('198.51.100.9'), 'harvest');
   assert.equal(p.tracker.blocked('198.51.100.10'), null);
   close();
   assert.equal(p.tracker.concurrent('198.51.100.9'), 0);
+});
+
+test('greylist: first attempt 450, too early 450, after delayMs passes and keeps passing; an unretried triplet is forgotten', async () => {
+  const config = configWith({ chain: { rcpt: ['greylist'] }, greylist: { delayMs: 60_000, retryWindowMs: 3_600_000, passMs: 86_400_000 } });
+  let now = 1_000_000;
+  const g = REGISTRY.greylist({ config, resolver: new DnsResolver(config.dns), tracker: new AbuseTracker({ rateWindowMs: 1000, harvestWindowMs: 1000, relayWindowMs: 1000, maxTracked: 100 }), log, localDomains: new Set(), now: () => now });
+  const attempt = async (ip: string, from = 'a@sender.test') => {
+    const c = ctx();
+    const d = await g.run({ ...c, ip, tx: { ...c.tx, from: { address: from, domain: 'sender.test' }, rcpt: { address: 'user@example.com', domain: 'example.com' } } }, 'rcpt');
+    return d.action === 'tempfail' ? `${d.reply.responseCode} ${d.reply.message}` : d.action;
+  };
+  assert.equal(await attempt('192.0.2.10'), '450 4.7.1 Greylisted, please try again later');
+  now += 30_000;
+  assert.equal(await attempt('192.0.2.10'), '450 4.7.1 Greylisted, please try again later', 'too early');
+  now += 31_000;
+  assert.equal(await attempt('192.0.2.99'), 'continue', 'a retry from the same /24 passes');
+  now += 80_000_000;
+  assert.equal(await attempt('192.0.2.10'), 'continue', 'and keeps passing within passMs of its last use');
+  assert.equal(await attempt('192.0.2.10', 'b@sender.test'), '450 4.7.1 Greylisted, please try again later', 'another sender is another triplet');
+  now += 3_600_001;
+  assert.equal(await attempt('192.0.2.10', 'b@sender.test'), '450 4.7.1 Greylisted, please try again later', 'not retried within the window: starts again');
+  assert.equal(clientNetwork('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2');
+  assert.equal(clientNetwork('2001:db8::1'), '2001:db8:0:0');
 });
 
 test('DNSBL names: reversed IPv4 octets, reversed IPv6 nibbles; answer ranges', () => {

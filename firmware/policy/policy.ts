@@ -63,7 +63,7 @@ export class Policy {
       maxTracked: p.connections.maxTracked,
       ...(opts.now ? { now: opts.now } : {}),
     });
-    this.#services = { config, resolver, tracker: this.tracker, log, localDomains: new Set(config.inbound.localDomains) };
+    this.#services = { config, resolver, tracker: this.tracker, log, localDomains: new Set(config.inbound.localDomains), now: opts.now ?? Date.now };
     for (const net of config.internal.networks) {
       const [addr, bits] = net.split('/');
       const type = isIP(addr!) === 6 ? 'ipv6' : 'ipv4';

@@ -20,6 +20,7 @@ import { spfCheck } from './checks/spf.ts';
 import { antiSpoofingCheck } from './checks/anti-spoofing.ts';
 import { messageRateCheck } from './checks/message-rate.ts';
 import { harvestCheck } from './checks/harvest.ts';
+import { greylistCheck } from './checks/greylist.ts';
 import { authenticationCheck } from './checks/authentication.ts';
 import { gtubeCheck } from './checks/gtube.ts';
 import { spamScoreCheck } from './checks/spam-score.ts';
@@ -30,6 +31,7 @@ export type CheckServices = {
   tracker: AbuseTracker;
   log: Logger;
   localDomains: ReadonlySet<string>;
+  now: () => number;
 };
 
 export const REGISTRY: Record<CheckName, (s: CheckServices) => Check> = {
@@ -42,6 +44,7 @@ export const REGISTRY: Record<CheckName, (s: CheckServices) => Check> = {
   'anti-spoofing': antiSpoofingCheck,
   'message-rate': messageRateCheck,
   harvest: harvestCheck,
+  greylist: greylistCheck,
   authentication: authenticationCheck,
   gtube: gtubeCheck,
   'spam-score': spamScoreCheck,

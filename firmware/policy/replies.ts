@@ -28,6 +28,7 @@ export const PolicyReplies = {
   spfTempfail: () => reply(451, '4.7.24 SPF validation error, try again later'),
   spfSoft: () => reply(550, '5.7.24 SPF validation did not pass'),
   messageRate: () => reply(450, '4.7.1 Too many messages from your address, try again later'),
+  greylisted: () => reply(450, '4.7.1 Greylisted, please try again later'),
   harvest: () => reply(421, '4.7.0 Too many unknown recipients, closing connection'),
   relayAbuse: () => reply(421, '4.7.0 Too many relay attempts, closing connection'),
   dmarcReject: () => reply(550, '5.7.1 Message rejected by the DMARC policy of its author domain'),
