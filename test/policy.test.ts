@@ -458,3 +458,83 @@ test('greylisting (when listed): the first attempt of a triplet gets 450 4.7.1, 
     ]);
   });
 });
+
+/** A stand-in for rspamd's normal worker on loopback: answers POST /checkv2 as told, records what it got. */
+async function startScorer(answer: (req: { headers: Record<string, string | string[] | undefined>; body: string }) => { status?: number; json?: unknown; hang?: boolean }) {
+  const { createServer } = await import('node:http');
+  const seen: Array<{ path: string; headers: Record<string, string | string[] | undefined>; body: string }> = [];
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const got = { path: req.url ?? '', headers: req.headers, body: Buffer.concat(parts).toString('latin1') };
+      seen.push(got);
+      const a = answer(got);
+      if (a.hang) return;
+      res.writeHead(a.status ?? 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(a.json ?? {}));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+test('external scorer (rspamd protocol): its score is added and tags the message; the scorer sees the message and its envelope', async () => {
+  const scorer = await startScorer(() => ({ json: { score: 7.5, required_score: 15, action: 'add header', symbols: {} } }));
+  const policy: ConfigInput['policy'] = { chain: { data: ['rspamd', 'spam-score'] }, rspamd: { url: scorer.url } };
+  try {
+    await withRelay({ policy }, async ({ moat, sink }) => {
+      await transcript(
+        moat.port,
+        '127.0.0.3',
+        [...GREET('127.0.0.3'), 'C: MAIL FROM:<a@sender.example>', 'S: 250 2.1.0 Accepted', 'C: RCPT TO:<user@example.com>', 'S: 250 2.1.5 Accepted', ...SEND('m'), 'S: 250 2.0.0 Ok: queued as ID'],
+        { m: message('a@sender.example', 'buy now') },
+      );
+      const [m] = await sink.waitFor(1);
+      assert.match(m!.body.toString(), /^X-Spam-Status: Yes, score=7\.5 .*tests=rspamd=7\.5\r$/m);
+      assert.match(m!.body.toString(), /^X-Spam-Flag: YES\r$/m);
+      const got = scorer.seen[0]!;
+      assert.equal(got.path, '/checkv2');
+      assert.equal(got.headers.ip, '127.0.0.3');
+      assert.equal(got.headers.from, 'a@sender.example');
+      assert.equal(got.headers.rcpt, 'user@example.com');
+      assert.equal(got.headers.helo, 'client.example.net');
+      assert.match(got.body, /^Received: from client\.example\.net/);
+      assert.ok(got.body.endsWith('buy now\r\n'), 'the whole message');
+    });
+  } finally {
+    await scorer.close();
+  }
+});
+
+test('external scorer that does not answer in time: onFailure tempfail answers 451 4.7.0, ignore lets the message through unscored', async () => {
+  const scorer = await startScorer(() => ({ hang: true }));
+  const broken = await startScorer(() => ({ json: { action: 'no score here' } }));
+  const tx = ['C: MAIL FROM:<a@sender.example>', 'S: 250 2.1.0 Accepted', 'C: RCPT TO:<user@example.com>', 'S: 250 2.1.5 Accepted'];
+  const messages = { m: message('a@sender.example', 'hello') };
+  try {
+    await withRelay({ policy: { chain: { data: ['rspamd', 'spam-score'] }, rspamd: { url: scorer.url, timeoutMs: 200, onFailure: 'tempfail' } } }, async ({ moat }) => {
+      await transcript(moat.port, '127.0.0.3', [...GREET('127.0.0.3'), ...tx, ...SEND('m'), 'S: 451 4.7.0 Policy check unavailable, try again later'], messages);
+      assert.equal(moat.spool.messages.size, 0);
+    });
+    await withRelay({ policy: { chain: { data: ['rspamd', 'spam-score'] }, rspamd: { url: scorer.url, timeoutMs: 200, onFailure: 'ignore' } } }, async ({ moat, sink }) => {
+      await transcript(moat.port, '127.0.0.3', [...GREET('127.0.0.3'), ...tx, ...SEND('m'), 'S: 250 2.0.0 Ok: queued as ID'], messages);
+      const [m] = await sink.waitFor(1);
+      assert.doesNotMatch(m!.body.toString(), /X-Spam/);
+    });
+    await withRelay({ policy: { chain: { data: ['rspamd'] }, rspamd: { url: broken.url, onFailure: 'tempfail' } } }, async ({ moat }) => {
+      await transcript(moat.port, '127.0.0.3', [...GREET('127.0.0.3'), ...tx, ...SEND('m'), 'S: 451 4.7.0 Policy check unavailable, try again later'], messages);
+    });
+  } finally {
+    await scorer.close();
+    await broken.close();
+  }
+});

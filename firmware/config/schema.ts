@@ -235,6 +235,20 @@ const policySchema = z.strictObject({
       dkimFailScore: z.number().min(0).max(100).default(1),
     })
     .prefault({}),
+  rspamd: z
+    .strictObject({
+      /** Where rspamd's normal worker listens (its HTTP protocol, POST /checkv2). */
+      url: z
+        .string()
+        .refine((u) => /^https?:\/\/[^/]+\/?$/.test(u) && URL.canParse(u), { message: 'expected http://HOST:PORT such as http://127.0.0.1:11333' })
+        .default('http://127.0.0.1:11333'),
+      timeoutMs: ms.min(10).max(120_000).default(10_000),
+      /** A scorer that fails or does not answer in time: tempfail (451 4.7.0) or ignore (no score). */
+      onFailure: z.enum(['tempfail', 'ignore']).default('ignore'),
+      /** The scorer's score is multiplied by this before it is added. */
+      weight: z.number().min(0).max(100).default(1),
+    })
+    .prefault({}),
   spam: z
     .strictObject({
       /** A message whose score reaches this gets X-Spam-Flag: YES. */

@@ -22,6 +22,7 @@
 import type { Logger } from '../log/logger.ts';
 import type { Phase } from './check-names.ts';
 import { PolicyReplies, type PolicyReply } from './replies.ts';
+import type { RspamdOutcome } from './checks/rspamd.ts';
 
 export type Decision =
   | { action: 'continue'; reason?: string; /** Tarpit: wait this long before the next check (outside the check's timeout). */ delayMs?: number }
@@ -67,6 +68,8 @@ export type BodyFacts = {
   gtube: boolean;
   /** mailauth's result, when the authentication check is in the data chain. */
   auth: AuthOutcome | null;
+  /** The external scorer's answer, when the rspamd check is in the data chain. */
+  rspamd?: RspamdOutcome;
 };
 
 export type AuthOutcome = {

@@ -24,6 +24,7 @@ export const CHECK_PHASES = {
   greylist: ['rcpt'],
   authentication: ['data'],
   gtube: ['data'],
+  rspamd: ['data'],
   'spam-score': ['data'],
 } as const satisfies Record<string, readonly Phase[]>;
 

@@ -30,6 +30,7 @@ import { noteRelayAttempt } from './checks/blocks.ts';
 import { authenticateMessage } from './checks/authentication.ts';
 import { GtubeScanner } from './checks/gtube.ts';
 import { noteUnknownRecipient } from './checks/harvest.ts';
+import { queryRspamd } from './checks/rspamd.ts';
 import { REGISTRY, type CheckServices } from './registry.ts';
 import { PolicyReplies, type PolicyReply } from './replies.ts';
 
@@ -159,16 +160,16 @@ export class Policy {
    * message as stored (read back from the spool). Returns the refusal, if any,
    * and the header fields to add (CRLF-terminated lines).
    */
-  async dataEnd(cid: string, body: () => Promise<Readable>): Promise<{ reply: PolicyReply | null; headers: string }> {
+  async dataEnd(cid: string, body: () => Promise<Readable>, rcpts: readonly string[] = []): Promise<{ reply: PolicyReply | null; headers: string }> {
     const ctx = this.#sessions.get(cid);
     const chain = this.#chains.data;
     if (!ctx || chain.checks.length === 0) return { reply: null, headers: '' };
     const wants = new Set(chain.checks.map((c) => c.name));
-    if (wants.has('gtube') || wants.has('authentication')) {
+    if (wants.has('gtube') || wants.has('authentication') || wants.has('rspamd')) {
       let timer: NodeJS.Timeout | undefined;
       const abort = new AbortController();
       try {
-        const facts = this.#readBody(ctx, body, wants.has('authentication'), abort.signal);
+        const facts = this.#readBody(ctx, body, wants, rcpts, abort.signal);
         const timeout = new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
             abort.abort();
@@ -188,7 +189,14 @@ export class Policy {
     return { reply: null, headers: ctx.tx.headers.join('') };
   }
 
-  async #readBody(ctx: PolicyContext, body: () => Promise<Readable>, auth: boolean, signal: AbortSignal): Promise<BodyFacts> {
+  async #readBody(ctx: PolicyContext, body: () => Promise<Readable>, wants: ReadonlySet<string>, rcpts: readonly string[], signal: AbortSignal): Promise<BodyFacts> {
+    const facts: BodyFacts = wants.has('gtube') || wants.has('authentication') ? await this.#scan(ctx, body, wants.has('authentication'), signal) : { gtube: false, auth: null };
+    // the external scorer gets its own read of the message, streamed as the request body
+    if (wants.has('rspamd')) facts.rspamd = await queryRspamd(this.#services, ctx, await body(), rcpts);
+    return facts;
+  }
+
+  async #scan(ctx: PolicyContext, body: () => Promise<Readable>, auth: boolean, signal: AbortSignal): Promise<BodyFacts> {
     const gtube = new GtubeScanner();
     const source = await body();
     const tap = new Transform({

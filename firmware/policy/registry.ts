@@ -23,6 +23,7 @@ import { harvestCheck } from './checks/harvest.ts';
 import { greylistCheck } from './checks/greylist.ts';
 import { authenticationCheck } from './checks/authentication.ts';
 import { gtubeCheck } from './checks/gtube.ts';
+import { rspamdCheck } from './checks/rspamd.ts';
 import { spamScoreCheck } from './checks/spam-score.ts';
 
 export type CheckServices = {
@@ -47,5 +48,6 @@ export const REGISTRY: Record<CheckName, (s: CheckServices) => Check> = {
   greylist: greylistCheck,
   authentication: authenticationCheck,
   gtube: gtubeCheck,
+  rspamd: rspamdCheck,
   'spam-score': spamScoreCheck,
 };

@@ -201,7 +201,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     // the policy's data chain (policy/policy.ts) on the message read back from the
     // spool: it may refuse the message, and adds header fields (Authentication-Results, X-Spam-*)
     if (policy && (await inc.settle().then(() => true, () => false))) {
-      const p = await policy.dataEnd(session.id, () => inc.readBack());
+      const p = await policy.dataEnd(session.id, () => inc.readBack(), envelope.to);
       if (p.reply) {
         inc.abort();
         throw p.reply;
