@@ -44,8 +44,10 @@ export type PolicyContext = {
   helo: string;
   /** Per transaction (MAIL … end of data). */
   tx: Transaction;
-  /** Spam points of the connection (connect and HELO checks), carried into every message. */
+  /** Spam points of the connection (connect checks), carried into every message. */
   sessionScore: Score[];
+  /** Spam points of the HELO/EHLO checks; a new HELO/EHLO replaces them. */
+  heloScore: Score[];
 };
 
 export type Score = { check: string; points: number; reason: string };
@@ -119,7 +121,7 @@ export class PhaseChain {
       }
       if (d.action === 'tag') {
         this.#log.info({ ...entry, score: d.score }, 'policy');
-        const bucket = this.phase === 'connect' || this.phase === 'helo' ? ctx.sessionScore : ctx.tx.score;
+        const bucket = this.phase === 'connect' ? ctx.sessionScore : this.phase === 'helo' ? ctx.heloScore : ctx.tx.score;
         bucket.push({ check: check.name, points: d.score, reason: d.reason });
         continue;
       }
@@ -164,6 +166,7 @@ export function byAction(action: 'reject' | 'tempfail' | 'tag' | 'ignore', reply
 export function totalScore(ctx: PolicyContext): number {
   let s = 0;
   for (const x of ctx.sessionScore) s += x.points;
+  for (const x of ctx.heloScore) s += x.points;
   for (const x of ctx.tx.score) s += x.points;
   return Math.round(s * 100) / 100;
 }

@@ -23,7 +23,7 @@ import { silentLogger } from '../log/logger.ts';
 const log = silentLogger();
 
 function ctx(): PolicyContext {
-  return { cid: 'c1', ip: '192.0.2.7', localAddress: '192.0.2.1', internal: false, helo: 'client.example.net', tx: newTransaction(), sessionScore: [] };
+  return { cid: 'c1', ip: '192.0.2.7', localAddress: '192.0.2.1', internal: false, helo: 'client.example.net', tx: newTransaction(), sessionScore: [], heloScore: [] };
 }
 
 const check = (name: string, run: Check['run']): Check => ({ name, run });
@@ -68,10 +68,11 @@ test('chain: a check that throws, rejects its promise or does not answer in time
 test('chain: tags add up, connect and HELO points belong to the session, later ones to the transaction', async () => {
   const c = ctx();
   await new PhaseChain('connect', [check('dnsbl', () => ({ action: 'tag', reason: 'listed', score: 2.5 }))], 1000, log).run(c);
+  await new PhaseChain('helo', [check('helo', () => ({ action: 'tag', reason: 'odd', score: 1 }))], 1000, log).run(c);
   await new PhaseChain('mail', [check('spf', () => ({ action: 'tag', reason: 'softfail', score: 3 }))], 1000, log).run(c);
-  assert.equal(totalScore(c), 5.5);
+  assert.equal(totalScore(c), 6.5);
   c.tx = newTransaction();
-  assert.equal(totalScore(c), 2.5, 'a new transaction keeps the session points only');
+  assert.equal(totalScore(c), 3.5, 'a new transaction keeps the session points only');
 });
 
 function configWith(policy: unknown) {
@@ -214,4 +215,16 @@ test('configuration: unknown checks, checks in the wrong phase, duplicates and b
   assert.match(problems({ harvest: { tarpitMs: -1 } })[0]!, /^policy\.harvest\.tarpitMs: /);
   assert.match(problems({}, { servers: ['dns.example:53'] })[0]!, /^dns\.servers\.0: expected ADDRESS or ADDRESS:PORT/);
   assert.deepEqual(problems({ chain: { connect: ['blocks', 'connection-limits', 'dnsbl'], data: ['authentication', 'gtube', 'spam-score'] } }), []);
+});
+
+test('HELO points count once however often the client says HELO; the spam headers name the checks', async () => {
+  const config = configWith({ chain: { helo: ['helo'], data: ['spam-score'] }, helo: { bareIp: 'tag', score: 2 } });
+  const p = new Policy(config, new DnsResolver(config.dns), log);
+  p.opened({ id: 's1', remoteAddress: '198.51.100.9', localAddress: '192.0.2.1' });
+  assert.equal(await p.helo('s1', '198.51.100.9'), null);
+  assert.equal(await p.helo('s1', '198.51.100.9'), null);
+  assert.equal(await p.mail('s1', { address: 'a@b.example', domain: 'b.example' }), null);
+  const r = await p.dataEnd('s1', () => Promise.reject(new Error('the body is not needed')));
+  assert.equal(r.reply, null);
+  assert.equal(r.headers, 'X-Spam-Score: 2.0\r\nX-Spam-Status: No, score=2.0 tagged_above=5 rejected_above=15 tests=helo=2\r\n');
 });

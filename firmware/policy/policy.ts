@@ -101,6 +101,7 @@ export class Policy {
       helo: '',
       tx: newTransaction(),
       sessionScore: [],
+      heloScore: [],
     });
     return () => {
       release();
@@ -122,6 +123,7 @@ export class Policy {
     if (ctx) {
       ctx.helo = name;
       ctx.tx = newTransaction();
+      ctx.heloScore = [];
     }
     return this.#run('helo', cid);
   }

@@ -20,12 +20,12 @@ export function spamScoreCheck(s: CheckServices): Check {
     name: 'spam-score',
     run(ctx) {
       const score = totalScore(ctx);
-      const tests = [...ctx.sessionScore, ...ctx.tx.score].map((x) => `${x.check}=${x.points}`).join(',') || 'none';
+      const tests = [...ctx.sessionScore, ...ctx.heloScore, ...ctx.tx.score].map((x) => `${x.check}=${x.points}`).join(',') || 'none';
       const reason = `score ${score} (${tests})`;
       if (score >= cfg.rejectScore) return { action: 'reject', reply: PolicyReplies.spam(), reason };
       const spam = score >= cfg.tagScore;
       // a message no check had anything to say about goes on unchanged
-      if (ctx.sessionScore.length + ctx.tx.score.length === 0) return { action: 'continue', reason };
+      if (ctx.sessionScore.length + ctx.heloScore.length + ctx.tx.score.length === 0) return { action: 'continue', reason };
       ctx.tx.headers.push(
         `X-Spam-Score: ${score.toFixed(1)}\r\n` +
           `X-Spam-Status: ${spam ? 'Yes' : 'No'}, score=${score.toFixed(1)} tagged_above=${cfg.tagScore} rejected_above=${cfg.rejectScore} tests=${tests}\r\n` +
