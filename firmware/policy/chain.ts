@@ -62,12 +62,13 @@ export type Transaction = {
   spf: Promise<SpfOutcome> | null;
   /** Facts the data phase gathered while reading the message back. */
   body: BodyFacts | null;
+  /** The GTUBE stage that watched this message's DATA stream, if the gtube check is listed. */
+  gtube: { readonly found: boolean } | null;
 };
 
 export type SpfOutcome = { result: string; domain: string; info: string };
 
 export type BodyFacts = {
-  gtube: boolean;
   /** mailauth's result, when the authentication check is in the data chain. */
   auth: AuthOutcome | null;
   /** The external scorer's answer, when the rspamd check is in the data chain. */
@@ -82,7 +83,7 @@ export type AuthOutcome = {
 };
 
 export function newTransaction(): Transaction {
-  return { from: null, rcpt: null, score: [], headers: [], spf: null, body: null };
+  return { from: null, rcpt: null, score: [], headers: [], spf: null, body: null, gtube: null };
 }
 
 export type Check = {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { PhaseChain, newTransaction, totalScore, type Check, type PolicyContext } from './chain.ts';
 import { AbuseTracker, WindowCounter } from './abuse-tracker.ts';
 import { reverseName, parseRanges } from './checks/dnsbl.ts';
-import { GtubeScanner, GTUBE } from './checks/gtube.ts';
+import { GtubeStage, GTUBE } from './checks/gtube.ts';
 import { safeHeaderBlock } from './checks/authentication.ts';
 import { literalAddress } from './checks/helo.ts';
 import { matchesSuffix } from './checks/sender-domains.ts';
@@ -143,20 +143,28 @@ test('DNSBL names: reversed IPv4 octets, reversed IPv6 nibbles; answer ranges', 
 test('GTUBE is found whatever the split, in 1- and 2-byte chunks, and not in a near miss', () => {
   const text = Buffer.from(`Subject: x\r\n\r\nhello ${GTUBE.toString('latin1')} bye\r\n`, 'latin1');
   for (let cut = 0; cut <= text.length; cut++) {
-    const s = new GtubeScanner();
+    const s = new GtubeStage();
     s.push(text.subarray(0, cut));
     s.push(text.subarray(cut));
     assert.ok(s.found, `split at ${cut}`);
   }
   for (const size of [1, 2, 3, 67, 68]) {
-    const s = new GtubeScanner();
+    const s = new GtubeStage();
     for (let i = 0; i < text.length; i += size) s.push(text.subarray(i, i + size));
     assert.ok(s.found, `chunks of ${size}`);
   }
   const near = Buffer.from(text.toString('latin1').replace('GTUBE-STANDARD', 'GTUBE-STANDARX'), 'latin1');
-  const s = new GtubeScanner();
-  for (let i = 0; i < near.length; i += 5) s.push(near.subarray(i, i + 5));
-  assert.ok(!s.found);
+  for (const size of [1, 5, 70]) {
+    const s = new GtubeStage();
+    for (let i = 0; i < near.length; i += size) s.push(near.subarray(i, i + size));
+    assert.ok(!s.found, `near miss in chunks of ${size}`);
+    assert.equal(s.end(), null, 'the stage never refuses by itself');
+  }
+  // chunks pass by reference and are not changed
+  const chunk = Buffer.from(text);
+  const before = Buffer.from(chunk);
+  new GtubeStage().push(chunk);
+  assert.deepEqual(chunk, before);
 });
 
 test('trackers are bounded: the oldest address is forgotten first; windows expire', () => {

@@ -9,26 +9,27 @@
  * dot, before the commit). Each returns a reply to send instead of going on,
  * or null.
  *
- * dataEnd reads the message back from the spool once, when a data check needs
- * the body (gtube, authentication), with a GTUBE scanner looking at the same
- * blocks on their way into mailauth; the whole read and the chain are bounded
- * by policy.checkTimeoutMs and fail closed (451 4.7.0).
+ * dataStages adds the GTUBE stage to the DATA stream (a chunk observer like
+ * the scan stages). dataEnd reads the message back from the spool when a data
+ * check needs the whole body (authentication: mailauth; rspamd: the external
+ * scorer), bounded by policy.checkTimeoutMs and failing closed (451 4.7.0).
  *
  * Must never: decide relaying; keep a session's context after it closed;
  * hold a message in memory. Called by smtp/inbound.ts; built by daemon.ts.
  */
 import { BlockList, isIP } from 'node:net';
-import { Transform, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config/schema.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
 import type { Logger } from '../log/logger.ts';
 import { AbuseTracker } from './abuse-tracker.ts';
-import { newTransaction, PhaseChain, type BodyFacts, type PolicyContext } from './chain.ts';
+import { newTransaction, PhaseChain, type AuthOutcome, type BodyFacts, type PolicyContext } from './chain.ts';
 import { PHASES, type CheckName, type Phase } from './check-names.ts';
 import { noteRelayAttempt } from './checks/blocks.ts';
 import { authenticateMessage } from './checks/authentication.ts';
-import { GtubeScanner } from './checks/gtube.ts';
+import { GtubeStage } from './checks/gtube.ts';
+import type { Stage } from '../scan/pipeline.ts';
 import { noteUnknownRecipient } from './checks/harvest.ts';
 import { queryRspamd } from './checks/rspamd.ts';
 import { REGISTRY, type CheckServices } from './registry.ts';
@@ -167,7 +168,7 @@ export class Policy {
     const chain = this.#chains.data;
     if (!ctx || chain.checks.length === 0) return { reply: null, headers: '' };
     const wants = new Set(chain.checks.map((c) => c.name));
-    if (wants.has('gtube') || wants.has('authentication') || wants.has('rspamd')) {
+    if (wants.has('authentication') || wants.has('rspamd')) {
       let timer: NodeJS.Timeout | undefined;
       const abort = new AbortController();
       try {
@@ -192,29 +193,29 @@ export class Policy {
   }
 
   async #readBody(ctx: PolicyContext, body: () => Promise<Readable>, wants: ReadonlySet<string>, rcpts: readonly string[], signal: AbortSignal): Promise<BodyFacts> {
-    const facts: BodyFacts = wants.has('gtube') || wants.has('authentication') ? await this.#scan(ctx, body, wants.has('authentication'), signal) : { gtube: false, auth: null };
+    const facts: BodyFacts = { auth: wants.has('authentication') ? await this.#authenticate(ctx, body, signal) : null };
     // the external scorer gets its own read of the message, streamed as the request body
     if (wants.has('rspamd')) facts.rspamd = await queryRspamd(this.#services, ctx, await body(), rcpts);
     return facts;
   }
 
-  async #scan(ctx: PolicyContext, body: () => Promise<Readable>, auth: boolean, signal: AbortSignal): Promise<BodyFacts> {
-    const gtube = new GtubeScanner();
+  async #authenticate(ctx: PolicyContext, body: () => Promise<Readable>, signal: AbortSignal): Promise<AuthOutcome> {
     const source = await body();
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        gtube.push(chunk);
-        cb(null, chunk);
-      },
-    });
-    if (auth) {
-      const reading = pipeline(source, tap, { signal });
-      const [outcome] = await Promise.all([authenticateMessage(this.#services, ctx, tap), reading]);
-      return { gtube: gtube.found, auth: outcome };
-    }
-    tap.resume();
-    await pipeline(source, tap, { signal });
-    return { gtube: gtube.found, auth: null };
+    const through = new PassThrough();
+    const [outcome] = await Promise.all([authenticateMessage(this.#services, ctx, through), pipeline(source, through, { signal })]);
+    return outcome;
+  }
+
+  /**
+   * Scan stages the policy adds to the DATA stream of this session's message
+   * (policy/checks/gtube.ts), each a tiny observer like the others.
+   */
+  dataStages(cid: string): Stage[] {
+    const ctx = this.#sessions.get(cid);
+    if (!ctx || !this.#chains.data.checks.some((c) => c.name === 'gtube')) return [];
+    const stage = new GtubeStage();
+    ctx.tx.gtube = stage;
+    return [stage];
   }
 
   async #run(phase: Phase, cid: string): Promise<PolicyReply | null> {

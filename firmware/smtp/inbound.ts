@@ -182,6 +182,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     const guard = new GuardStage(ib.data);
     if (guard.active) stages.push(guard);
     stages.push(new SizeStage(ib.maxMessageSize));
+    stages.push(...(policy?.dataStages(session.id) ?? []));
     // the sink: each chunk goes into the spool by reference
     const chain = new Chain(stages, (chunk) => inc.failure !== null || inc.write([chunk]));
     let verdict: Verdict | null;
