@@ -538,3 +538,32 @@ test('external scorer that does not answer in time: onFailure tempfail answers 4
     await broken.close();
   }
 });
+
+test('DNSBL: a zone that answers SERVFAIL counts as not listed; the other zones still count', async () => {
+  const dns = await startDns(zone, { servfail: ['broken.test'] });
+  const policy: ConfigInput['policy'] = { chain: { connect: ['dnsbl'] }, dnsbl: { zones: [{ zone: 'broken.test', weight: 5 }, { zone: 'bl.test' }] } };
+  try {
+    await withRelay({ policy, dns: dnsFor(dns.server) }, async ({ moat }) => {
+      await transcript(moat.port, '127.0.0.3', ['S: 220 mx.example.com ESMTP moat']);
+      await transcript(moat.port, '127.0.0.2', ['S: 554 5.7.1 Service unavailable; client address listed by bl.test', '-- closed']);
+      assert.ok(dns.asked.includes('A 3.0.0.127.broken.test'));
+    });
+  } finally {
+    await dns.close();
+  }
+});
+
+test('a harvesting client that hangs up while tarpitted leaves moat serving others', async () => {
+  const policy: ConfigInput['policy'] = { harvest: { tarpitAfter: 1, tarpitMs: 300, dropAfter: 50 } };
+  await withRelay({ policy, inbound: { recipients: { mode: 'list', list: ['known@example.com'] } } }, async ({ moat }) => {
+    const c = await RawSmtp.open(moat.port, '127.0.0.1', '127.0.0.22');
+    await c.reply();
+    await c.cmd('EHLO client.example.net');
+    await c.cmd('MAIL FROM:<x@a.example>');
+    assert.match(await c.cmd('RCPT TO:<nobody@example.com>'), /^550 5\.1\.1 /);
+    c.write('RCPT TO:<nobody2@example.com>\r\n'); // tarpitted now
+    c.destroy();
+    await new Promise((r) => setTimeout(r, 400)); // let the tarpit's delay run out on the closed session
+    await transcript(moat.port, '127.0.0.23', [...GREET('127.0.0.23'), 'C: MAIL FROM:<x@a.example>', 'S: 250 2.1.0 Accepted', 'C: RCPT TO:<known@example.com>', 'S: 250 2.1.5 Accepted']);
+  });
+});

@@ -133,7 +133,7 @@ const policySchema = z.strictObject({
   connections: z
     .strictObject({
       /** Concurrent sessions from one address (0: no limit). */
-      perIp: z.number().int().min(0).max(10_000).default(20),
+      perIp: z.number().int().min(0).max(10_000).default(50),
       /** New connections from one address per rateWindowMs (0: no limit). */
       ratePerIp: z.number().int().min(0).max(1_000_000).default(0),
       rateWindowMs: ms.min(1000).max(86_400_000).default(60_000),

@@ -28,7 +28,8 @@ function strings(v: string | string[]): string[] {
   return out.length ? out : [''];
 }
 
-export async function startDns(zone: Zone, opts: { silent?: string[] } = {}): Promise<TestDns> {
+/** silent: names under these suffixes get no answer; servfail: names under these get SERVFAIL. */
+export async function startDns(zone: Zone, opts: { silent?: string[]; servfail?: string[] } = {}): Promise<TestDns> {
   const asked: string[] = [];
   const server = dns2.createServer({
     udp: true,
@@ -40,6 +41,10 @@ export async function startDns(zone: Zone, opts: { silent?: string[] } = {}): Pr
       const type = TYPE_NAMES[q.type] ?? String(q.type);
       asked.push(`${type} ${name}`);
       if ((opts.silent ?? []).some((s) => name === s || name.endsWith('.' + s))) return; // never answer
+      if ((opts.servfail ?? []).some((s) => name === s || name.endsWith('.' + s))) {
+        response.header.rcode = Packet.RCODE.SERVFAIL;
+        return send(response);
+      }
       const rr = zone[name];
       if (!rr) {
         response.header.rcode = Packet.RCODE.NXDOMAIN;
