@@ -21,7 +21,7 @@ import { parsePath, isRoutingTrick, type Mailbox } from '../policy/address.ts';
 import { checkRelay } from '../policy/relay-control.ts';
 import type { RecipientDirectory } from '../policy/recipients.ts';
 import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
-import { MoatSMTPServer, type ConnectionHandle } from './server-hooks.ts';
+import { MoatSMTPServer, type ConnectionHandle, type ServerHooks } from './server-hooks.ts';
 import { receivedHeader } from './received.ts';
 import { Chain, type Stage, type Verdict } from '../scan/pipeline.ts';
 import { GuardStage, bareLineEndingsText, longLineText } from '../scan/guard.ts';
@@ -220,29 +220,23 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     }
   }
 
-  const server = new MoatSMTPServer(
-    options,
-    ib.pregreetMs,
-    (c: ConnectionHandle) => {
-      const t = setTimeout(() => {
-        log.info({ ev: 'deadline', cid: c.id, ip: c.remoteAddress }, 'session deadline reached');
-        c.closeWith(421, Replies.sessionDeadline);
-      }, ib.sessionDeadlineMs);
-      t.unref();
-      const closed = policy?.opened(c);
-      return () => {
-        clearTimeout(t);
-        closed?.();
-      };
-    },
-    policy
-      ? {
-          onEarlyTalker: (c) => policy.earlyTalker(c),
-          onHelo: (name, c, done) => policy.helo(c.id, name).then((r) => done(r ?? undefined), () => done(PolicyReplies.checkFailed())),
-          maxErrors: config.policy.maxErrors,
-        }
-      : {},
-  );
+  // what the anti-abuse policy adds to the protocol (smtp/server-hooks.ts points 1, 4, 5)
+  const hooks: ServerHooks = policy
+    ? {
+        onEarlyTalker: (c) => policy.earlyTalker(c),
+        onHelo: (name, c, done) => policy.helo(c.id, name).then((r) => done(r ?? undefined), () => done(PolicyReplies.checkFailed())),
+        maxErrors: config.policy.maxErrors,
+      }
+    : {};
+  const server = new MoatSMTPServer(options, ib.pregreetMs, (c: ConnectionHandle) => {
+    const t = setTimeout(() => {
+      log.info({ ev: 'deadline', cid: c.id, ip: c.remoteAddress }, 'session deadline reached');
+      c.closeWith(421, Replies.sessionDeadline);
+    }, ib.sessionDeadlineMs);
+    t.unref();
+    const closed = policy?.opened(c); // the policy counts connections per address
+    return () => (clearTimeout(t), closed?.());
+  }, hooks);
   server.on('error', (err: Error & { code?: string }) => {
     log.debug({ ev: 'client-error', code: err.code, err: err.message }, 'client connection error');
   });
