@@ -236,3 +236,15 @@ test('HELO points count once however often the client says HELO; the spam header
   assert.equal(r.reply, null);
   assert.equal(r.headers, 'X-Spam-Score: 2.0\r\nX-Spam-Status: No, score=2.0 tagged_above=5 rejected_above=15 tests=helo=2\r\n');
 });
+
+test('the policy example in the README is a valid configuration', async () => {
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = [...readme.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('"policy"'));
+  assert.ok(block, 'the README has a JSON example of the policy');
+  const example = JSON.parse(block) as { dns: unknown; policy: unknown };
+  const config = parseConfig({ ...base, dns: example.dns, policy: example.policy });
+  assert.deepEqual(config.policy.chain.data, ['authentication', 'gtube', 'rspamd', 'spam-score']);
+  const p = new Policy(config, new DnsResolver(config.dns), log);
+  assert.deepEqual(p.names('connect'), ['blocks', 'connection-limits', 'dnsbl']);
+});
