@@ -202,8 +202,15 @@ export class Policy {
   async #authenticate(ctx: PolicyContext, body: () => Promise<Readable>, signal: AbortSignal): Promise<AuthOutcome> {
     const source = await body();
     const through = new PassThrough();
-    const [outcome] = await Promise.all([authenticateMessage(this.#services, ctx, through), pipeline(source, through, { signal })]);
-    return outcome;
+    try {
+      const [outcome] = await Promise.all([authenticateMessage(this.#services, ctx, through), pipeline(source, through, { signal })]);
+      return outcome;
+    } catch (e) {
+      // a failed verifier stops reading: release the spool reader (and its segments) at once
+      source.destroy();
+      through.destroy();
+      throw e;
+    }
   }
 
   /**
