@@ -567,3 +567,15 @@ test('a harvesting client that hangs up while tarpitted leaves moat serving othe
     await transcript(moat.port, '127.0.0.23', [...GREET('127.0.0.23'), 'C: MAIL FROM:<x@a.example>', 'S: 250 2.1.0 Accepted', 'C: RCPT TO:<known@example.com>', 'S: 250 2.1.5 Accepted']);
   });
 });
+
+test('a client that talks while the connect checks are still running (pregreetMs 0) gets 554 and is dropped', async () => {
+  const dns = await startDns(zone, { silent: ['slow.test'] });
+  const policy: ConfigInput['policy'] = { chain: { connect: ['dnsbl'] }, dnsbl: { zones: [{ zone: 'slow.test' }] } };
+  try {
+    await withRelay({ policy, dns: dnsFor(dns.server), inbound: { pregreetMs: 0 } }, async ({ moat }) => {
+      await transcript(moat.port, '127.0.0.24', ['C: EHLO early.example.net', 'S: 554 5.7.1 Protocol violation: talked before the greeting', '-- closed']);
+    });
+  } finally {
+    await dns.close();
+  }
+});

@@ -248,3 +248,28 @@ test('the policy example in the README is a valid configuration', async () => {
   const p = new Policy(config, new DnsResolver(config.dns), log);
   assert.deepEqual(p.names('connect'), ['blocks', 'connection-limits', 'dnsbl']);
 });
+
+test('every decision is logged with the check, the decision and the reason', async () => {
+  const { Writable } = await import('node:stream');
+  const { createLogger } = await import('../log/logger.ts');
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const logged = createLogger('debug', sink as never);
+  const config = configWith({ chain: { helo: ['helo'], mail: ['sender-domains', 'message-rate'] }, helo: { bareIp: 'tag' }, senders: { deny: ['spam.example'] } });
+  const p = new Policy(config, new DnsResolver(config.dns), logged);
+  p.opened({ id: 's1', remoteAddress: '198.51.100.9', localAddress: '192.0.2.1' });
+  await p.helo('s1', '198.51.100.9');
+  await p.mail('s1', { address: 'a@spam.example', domain: 'spam.example' });
+  await new Promise((r) => setImmediate(r));
+  const decisions = lines.filter((l) => l.ev === 'policy').map((l) => [l.phase, l.check, l.decision, l.reason]);
+  assert.deepEqual(decisions, [
+    ['helo', 'helo', 'tag', 'helo-bare-ip'],
+    ['mail', 'sender-domains', 'reject', 'deny-list: spam.example'],
+  ]);
+  assert.equal(lines.find((l) => l.decision === 'reject')?.code, 554);
+});
