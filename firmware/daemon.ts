@@ -17,6 +17,8 @@ import { createInbound, loadTls } from './smtp/inbound.ts';
 import { orderServers } from './delivery/internal.ts';
 import { readFileSync } from 'node:fs';
 import { ScanService } from './scan/build.ts';
+import { DnsResolver } from './dns/resolver.ts';
+import { Policy } from './policy/policy.ts';
 
 export type Daemon = {
   port: number;
@@ -48,12 +50,16 @@ export async function startDaemon(config: Config, log: Logger, opts: { tls?: { k
     ...(s.servername ? { servername: s.servername } : {}),
   }));
   const recipients = new RecipientDirectory(config.inbound.recipients, () => probeTargets, { heloName: config.hostname });
+  // the anti-abuse policy, and the DNS resolver every lookup uses
+  const resolver = new DnsResolver(config.dns);
+  const policy = new Policy(config, resolver, log);
   const server = createInbound({
     config,
     spool,
     recipients,
     scan,
     log,
+    policy,
     accepted: (m) => queue.enqueue(m),
     tls: opts.tls ?? loadTls(config.inbound.tls),
   });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Replies } from '../firmware/smtp/inbound.ts';
 import { configSchema } from '../firmware/config/schema.ts';
+import { PolicyReplies } from '../firmware/policy/replies.ts';
 
 const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
 
@@ -16,6 +17,13 @@ test('every SMTP reply moat sends is in the README', () => {
     const enhanced = /^(\d\.\d{1,3}\.\d{1,3})/.exec(text)?.[1];
     assert.ok(enhanced, `${name} carries an enhanced status code`);
     assert.ok(readme.includes(`${code} ${enhanced}`) || readme.includes(`\`${code}\``) && readme.includes(enhanced), `README documents ${name}: ${code} ${enhanced}`);
+  }
+});
+
+test('every reply of the anti-abuse policy is in the README, with its text', () => {
+  for (const [name, make] of Object.entries(PolicyReplies)) {
+    const r = make('zone.example');
+    assert.ok(readme.includes(`${r.responseCode} ${r.message.replace('zone.example', 'ZONE')}`), `README documents PolicyReplies.${name}: ${r.responseCode} ${r.message}`);
   }
 });
 

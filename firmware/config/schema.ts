@@ -10,6 +10,8 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_BLOCKED_TYPES } from '../scan/attachments.ts';
 import { parseClamdAddress } from '../scan/clamd.ts';
+import { isDnsServer } from '../dns/resolver.ts';
+import { CHECK_NAMES, CHECK_PHASES, type Phase } from '../policy/check-names.ts';
 
 const hostname = z
   .string()
@@ -106,6 +108,186 @@ const contentRule = z
       }
     }
   });
+/* ---- policy and dns (issue 4) ---- */
+
+const dnsServer = z.string().refine(isDnsServer, { message: 'expected ADDRESS or ADDRESS:PORT such as 127.0.0.1:53 or [::1]:53' });
+
+/** "127.0.0.2" or "127.0.0.2-127.0.0.11": the DNSBL answers that count. */
+const answerRange = z.string().refine(
+  (s) => {
+    const [a, b, extra] = s.split('-');
+    return extra === undefined && isIP(a ?? '') === 4 && (b === undefined || isIP(b) === 4);
+  },
+  { message: 'expected an IPv4 address or a range such as 127.0.0.2-127.0.0.11' },
+);
+
+/** A domain suffix: "example.net" matches example.net and every name under it. */
+const suffix = z
+  .string()
+  .transform((d) => d.toLowerCase().replace(/^\./, ''))
+  .pipe(hostname);
+
+const action = z.enum(['reject', 'tempfail', 'tag', 'ignore']);
+
+/** The ordered check names of one phase: known, allowed in that phase, each at most once. */
+const phaseChain = (phase: Phase) =>
+  z
+    .array(z.string())
+    .max(32)
+    .superRefine((names, ctx) => {
+      names.forEach((n, i) => {
+        const phases = (CHECK_PHASES as Record<string, readonly Phase[]>)[n];
+        if (!phases) ctx.addIssue({ code: 'custom', path: [i], message: `unknown check ${JSON.stringify(n.slice(0, 40))}; known: ${CHECK_NAMES.join(', ')}` });
+        else if (!phases.includes(phase)) ctx.addIssue({ code: 'custom', path: [i], message: `${n} cannot run in the ${phase} phase (only ${phases.join(', ')})` });
+        else if (names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `${n} is listed twice` });
+      });
+    });
+
+const policySchema = z.strictObject({
+  /** The ordered checks of each SMTP phase; a name policy/registry.ts does not know is refused. */
+  chain: z
+    .strictObject({
+      connect: phaseChain('connect').default(['blocks', 'connection-limits']),
+      helo: phaseChain('helo').default(['helo']),
+      mail: phaseChain('mail').default(['sender-domains', 'message-rate']),
+      rcpt: phaseChain('rcpt').default(['harvest']),
+      data: phaseChain('data').default(['gtube', 'spam-score']),
+    })
+    .prefault({}),
+  /** A check that has not answered after this long yields 451 4.7.0 (fail closed). */
+  checkTimeoutMs: ms.min(10).max(120_000).default(20_000),
+  /** After this many 5xx replies in one session: 421 and the connection is closed (0: no limit). */
+  maxErrors: z.number().int().min(0).max(1000).default(20),
+  connections: z
+    .strictObject({
+      /** Concurrent sessions from one address (0: no limit). */
+      perIp: z.number().int().min(0).max(10_000).default(50),
+      /** New connections from one address per rateWindowMs (0: no limit). */
+      ratePerIp: z.number().int().min(0).max(1_000_000).default(0),
+      rateWindowMs: ms.min(1000).max(86_400_000).default(60_000),
+      /** Messages from one address per rateWindowMs (0: no limit); used by the message-rate check. */
+      messagesPerIp: z.number().int().min(0).max(1_000_000).default(0),
+      /** Addresses remembered for rates, harvest counts and blocks; the oldest is forgotten first. */
+      maxTracked: z.number().int().min(100).max(1_000_000).default(50_000),
+    })
+    .prefault({}),
+  blocks: z
+    .strictObject({
+      /** How long an address that earned a block is refused at connect. */
+      blockMs: ms.max(7 * 86_400_000).default(3_600_000),
+      /** Relay attempts (554 5.7.1) from one address within windowMs that earn a block (0: never). */
+      relayAttempts: z.number().int().min(0).max(10_000).default(20),
+      windowMs: ms.min(1000).max(86_400_000).default(600_000),
+    })
+    .prefault({}),
+  harvest: z
+    .strictObject({
+      /** Unknown recipients from one address within windowMs after which every RCPT reply is delayed. */
+      tarpitAfter: z.number().int().min(1).max(10_000).default(5),
+      /** First delay; it doubles with each further unknown recipient, up to tarpitMaxMs. */
+      tarpitMs: ms.max(60_000).default(1_000),
+      tarpitMaxMs: ms.max(300_000).default(20_000),
+      /** Unknown recipients within windowMs after which the session is dropped and the address blocked. */
+      dropAfter: z.number().int().min(1).max(10_000).default(15),
+      windowMs: ms.min(1000).max(86_400_000).default(600_000),
+    })
+    .prefault({}),
+  greylist: z
+    .strictObject({
+      /** A retry before this long after the first attempt is greylisted again. */
+      delayMs: ms.max(86_400_000).default(300_000),
+      /** A first attempt not retried within this long is forgotten. */
+      retryWindowMs: ms.min(1000).max(7 * 86_400_000).default(4 * 3_600_000),
+      /** A triplet that passed passes at once for this long after its last use. */
+      passMs: ms.min(1000).max(90 * 86_400_000).default(36 * 86_400_000),
+      maxEntries: z.number().int().min(100).max(10_000_000).default(100_000),
+    })
+    .prefault({}),
+  dnsbl: z
+    .strictObject({
+      zones: z
+        .array(
+          z.strictObject({
+            zone: hostname,
+            /** Added to the connection's DNSBL score on a listing; negative for an allowlist. */
+            weight: z.number().min(-100).max(100).default(1),
+            /** The answers that count; others (such as 127.255.255.254, "query refused") are ignored. */
+            answers: z.array(answerRange).max(32).default(['127.0.0.2-127.0.0.255']),
+          }),
+        )
+        .max(16)
+        .default([]),
+      /** A connection whose DNSBL score reaches this is refused (554 5.7.1); below it the score counts toward spam. */
+      threshold: z.number().min(0.01).max(1000).default(1),
+    })
+    .prefault({}),
+  helo: z
+    .strictObject({
+      /** HELO/EHLO that is neither a host name with a dot nor a bracketed address literal. */
+      syntax: action.default('reject'),
+      /** A bare IP address without brackets. */
+      bareIp: action.default('reject'),
+      /** Our own host name, a local domain, or our address. */
+      claimsUs: action.default('reject'),
+      /** Spam points when an action is `tag`. */
+      score: z.number().min(0).max(100).default(2),
+    })
+    .prefault({}),
+  senders: z
+    .strictObject({
+      /** Sender domain suffixes always let through the sender checks (never the relay). */
+      allow: z.array(suffix).max(10_000).default([]),
+      /** Sender domain suffixes refused at MAIL (554 5.7.1). */
+      deny: z.array(suffix).max(10_000).default([]),
+    })
+    .prefault({}),
+  spf: z
+    .strictObject({
+      fail: action.default('reject'),
+      softfail: action.default('tag'),
+      neutral: action.default('ignore'),
+      none: action.default('ignore'),
+      temperror: action.default('tempfail'),
+      permerror: action.default('tag'),
+      /** Spam points of a result whose action is `tag`. */
+      score: z.number().min(0).max(100).default(3),
+    })
+    .prefault({}),
+  dmarc: z
+    .strictObject({
+      /** Refuse (550 5.7.1) mail that fails DMARC where the domain publishes p=reject. */
+      enforceReject: z.boolean().default(true),
+      /** Spam points for a DMARC failure that is not refused (p=none, p=quarantine). */
+      failScore: z.number().min(0).max(100).default(5),
+      /** Spam points for a DKIM signature that does not verify. */
+      dkimFailScore: z.number().min(0).max(100).default(1),
+    })
+    .prefault({}),
+  rspamd: z
+    .strictObject({
+      /** Where rspamd's normal worker listens (its HTTP protocol, POST /checkv2). */
+      url: z
+        .string()
+        .refine((u) => /^https?:\/\/[^/]+\/?$/.test(u) && URL.canParse(u), { message: 'expected http://HOST:PORT such as http://127.0.0.1:11333' })
+        .default('http://127.0.0.1:11333'),
+      timeoutMs: ms.min(10).max(120_000).default(10_000),
+      /** A scorer that fails or does not answer in time: tempfail (451 4.7.0) or ignore (no score). */
+      onFailure: z.enum(['tempfail', 'ignore']).default('ignore'),
+      /** The scorer's score is multiplied by this before it is added. */
+      weight: z.number().min(0).max(100).default(1),
+    })
+    .prefault({}),
+  spam: z
+    .strictObject({
+      /** A message whose score reaches this gets X-Spam-Flag: YES. */
+      tagScore: z.number().min(0).max(1000).default(5),
+      /** A message whose score reaches this is refused (550 5.7.1). */
+      rejectScore: z.number().min(0).max(1000).default(15),
+      /** Spam points of the GTUBE test string (so it reaches rejectScore by default). */
+      gtubeScore: z.number().min(0).max(1000).default(1000),
+    })
+    .prefault({}),
+});
 
 export const configSchema = z.strictObject({
   hostname,
@@ -242,6 +424,21 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
+  /** The resolver every DNS lookup of moat uses (dns/resolver.ts). */
+  dns: z
+    .strictObject({
+      /** "ADDRESS" or "ADDRESS:PORT"; none: the system's resolvers (/etc/resolv.conf). */
+      servers: z.array(dnsServer).max(8).default([]),
+      timeoutMs: ms.min(10).max(60_000).default(5_000),
+      cacheEntries: z.number().int().min(1).max(1_000_000).default(20_000),
+      /** Longest time an answer is cached (also the cache time of TXT and MX answers). */
+      maxTtlMs: ms.max(86_400_000).default(3_600_000),
+      /** How long "no such name" is cached. */
+      negativeTtlMs: ms.max(86_400_000).default(300_000),
+    })
+    .prefault({}),
+  /** The anti-abuse policy (policy/): ordered checks per SMTP phase and their settings. */
+  policy: policySchema.prefault({}),
 });
 
 export type Config = z.output<typeof configSchema>;

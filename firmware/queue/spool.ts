@@ -706,6 +706,17 @@ export class Incoming {
     }
   }
 
+  /**
+   * The bytes written so far, read back from the segments in blocks (after
+   * every write settled), for checks that need the whole message before the
+   * commit (policy/policy.ts dataEnd). Nothing is held in memory.
+   */
+  async readBack(): Promise<Readable> {
+    await this.settle();
+    const view = { id: this.id, extents: this.extents, segments: this.segments, envelope: {} } as unknown as QueuedMessage;
+    return this.spool.reader(view);
+  }
+
   /** Forgets the message; its bytes stay in the segment as garbage until the segment goes. */
   abort(): void {
     if (this.finished) return;

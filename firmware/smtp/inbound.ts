@@ -21,7 +21,7 @@ import { parsePath, isRoutingTrick, type Mailbox } from '../policy/address.ts';
 import { checkRelay } from '../policy/relay-control.ts';
 import type { RecipientDirectory } from '../policy/recipients.ts';
 import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
-import { MoatSMTPServer, type ConnectionHandle } from './server-hooks.ts';
+import { MoatSMTPServer, type ConnectionHandle, type ServerHooks } from './server-hooks.ts';
 import { receivedHeader } from './received.ts';
 import { Chain, type Verdict } from '../scan/pipeline.ts';
 import { bareLineEndingsText, longLineText } from '../scan/guard.ts';
@@ -31,6 +31,7 @@ import { headerTooBigText, mimeTooComplexText } from '../scan/mime.ts';
 import { blockedAttachmentText } from '../scan/attachments.ts';
 import { ruleRejectText } from '../scan/rules.ts';
 import { clamdUnavailableText, virusFoundText } from '../scan/clamd.ts';
+import { PolicyReplies, type Policy } from '../policy/policy.ts';
 
 type ParsedAddress = SMTPServerAddress & { raw?: string };
 type Session = SMTPServerSession & { moat?: { from: Mailbox | null; rcpts: string[] } };
@@ -45,6 +46,8 @@ export type InboundDeps = {
   /** Called with each message once it is durable. */
   accepted: (m: QueuedMessage) => void;
   tls?: { key: Buffer; cert: Buffer };
+  /** The anti-abuse policy (policy/policy.ts); without it no policy checks run. */
+  policy?: Policy;
 };
 
 /** A reply error as smtp-server expects it: the code, and text that starts with the enhanced code. */
@@ -73,7 +76,7 @@ export const Replies = {
 } as const;
 
 export function createInbound(deps: InboundDeps): MoatSMTPServer {
-  const { config, spool, recipients, log } = deps;
+  const { config, spool, recipients, log, policy } = deps;
   const ib = config.inbound;
   const localDomains = new Set(ib.localDomains);
 
@@ -101,7 +104,8 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
 
     onConnect(session, cb) {
       log.info({ ev: 'connect', cid: session.id, ip: session.remoteAddress }, 'connect');
-      cb();
+      if (!policy) return cb();
+      policy.connect(session.id).then((refused) => cb(refused ?? undefined), () => cb(PolicyReplies.checkFailed()));
     },
 
     onMailFrom(address, session: Session, cb) {
@@ -111,6 +115,8 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
           log.info({ ev: 'reject', cid: session.id, ip: session.remoteAddress, phase: 'mail', reason: parsed.refusal }, 'reject');
           return cb(Replies.badSender());
         }
+        const refused = await policy?.mail(session.id, parsed.mailbox);
+        if (refused) return cb(refused);
         const announced = Number(argsOf(address).SIZE ?? 0) || 0;
         let room = false;
         try {
@@ -134,7 +140,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
         if (!parsed.ok) {
           const trick = isRoutingTrick(parsed.refusal);
           log.info({ ev: 'reject', ...ctx, reason: parsed.refusal }, 'reject');
-          return cb(trick ? Replies.relayDenied() : Replies.badRecipient());
+          return cb(trick ? (policy?.relayRefused(session.id) ?? Replies.relayDenied()) : Replies.badRecipient());
         }
         let mailbox = parsed.mailbox!;
         // RFC 5321 §4.5.1: <Postmaster> without a domain reaches the postmaster of the first local domain
@@ -142,12 +148,14 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
         const relay = checkRelay(mailbox, localDomains);
         if (relay.verdict !== 'permit') {
           log.info({ ev: 'reject', ...ctx, reason: relay.reason, domain: mailbox.domain }, 'reject');
-          return cb(Replies.relayDenied());
+          return cb(policy?.relayRefused(session.id) ?? Replies.relayDenied());
         }
+        const refused = await policy?.rcpt(session.id, mailbox);
+        if (refused) return cb(refused);
         const check = await recipients.check(mailbox.address);
         if (check.verdict === 'unknown') {
           log.info({ ev: 'reject', ...ctx, reason: 'unknown-recipient', source: check.source }, 'reject');
-          return cb(Replies.unknownUser());
+          return cb(policy?.unknownRecipient(session.id) ?? Replies.unknownUser());
         }
         if (check.verdict !== 'accept') {
           log.warn({ ev: 'tempfail', ...ctx, reason: 'verify-unavailable', detail: check.detail }, 'tempfail');
@@ -184,7 +192,8 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     };
     inc.write([receivedHeader({ hostname: config.hostname, id: inc.id, envelope, date: new Date(envelope.arrivedAt) })]);
     // the sink: each chunk goes into the spool by reference
-    const chain = new Chain(deps.scan.stages(ctx), (chunk) => inc.failure !== null || inc.write([chunk]));
+    const stages = [...deps.scan.stages(ctx), ...(policy?.dataStages(session.id) ?? [])];
+    const chain = new Chain(stages, (chunk) => inc.failure !== null || inc.write([chunk]));
     let verdict: Verdict | null;
     try {
       await pump(stream, chain, () => inc.drained());
@@ -203,6 +212,16 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     }
     const added = chain.headers();
     if (added) envelope.headers = added;
+    // the policy's data chain (policy/policy.ts) on the message read back from the
+    // spool: it may refuse the message, and adds header fields (Authentication-Results, X-Spam-*)
+    if (policy && (await inc.settle().then(() => true, () => false))) {
+      const p = await policy.dataEnd(session.id, () => inc.readBack(), envelope.to);
+      if (p.reply) {
+        inc.abort();
+        throw p.reply;
+      }
+      if (p.headers) envelope.headers = (envelope.headers ?? '') + p.headers;
+    }
     try {
       const m = await inc.commit(envelope);
       log.info({ ev: 'accept', ...ctx, queueId: m.id, from: envelope.from, rcpts: envelope.to.length, size: m.size }, 'accept');
@@ -214,14 +233,23 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     }
   }
 
+  // what the anti-abuse policy adds to the protocol (smtp/server-hooks.ts points 1, 4, 5)
+  const hooks: ServerHooks = policy
+    ? {
+        onEarlyTalker: (c) => policy.earlyTalker(c),
+        onHelo: (name, c, done) => policy.helo(c.id, name).then((r) => done(r ?? undefined), () => done(PolicyReplies.checkFailed())),
+        maxErrors: config.policy.maxErrors,
+      }
+    : {};
   const server = new MoatSMTPServer(options, ib.pregreetMs, (c: ConnectionHandle) => {
     const t = setTimeout(() => {
       log.info({ ev: 'deadline', cid: c.id, ip: c.remoteAddress }, 'session deadline reached');
       c.closeWith(421, Replies.sessionDeadline);
     }, ib.sessionDeadlineMs);
     t.unref();
-    return () => clearTimeout(t);
-  });
+    const closed = policy?.opened(c); // the policy counts connections per address
+    return () => (clearTimeout(t), closed?.());
+  }, hooks);
   server.on('error', (err: Error & { code?: string }) => {
     log.debug({ ev: 'client-error', code: err.code, err: err.message }, 'client connection error');
   });

@@ -15,6 +15,8 @@ type Overrides = {
   queue?: ConfigInput['queue'];
   storage?: Partial<ConfigInput['storage']>;
   scan?: ConfigInput['scan'];
+  policy?: ConfigInput['policy'];
+  dns?: ConfigInput['dns'];
 };
 
 export function testConfig(dataDir: string, servers: Array<{ port: number; priority?: number; tls?: 'none' | 'opportunistic' | 'required' }>, o: Overrides = {}) {
@@ -26,6 +28,8 @@ export function testConfig(dataDir: string, servers: Array<{ port: number; prior
     storage: { dataDir, minFreeBytes: 1024 * 1024, ...o.storage },
     log: { level: process.env.MOAT_TEST_LOG ? 'debug' : 'silent' },
     ...(o.scan ? { scan: o.scan } : {}),
+    ...(o.policy ? { policy: o.policy } : {}),
+    ...(o.dns ? { dns: o.dns } : {}),
   });
 }
 

@@ -23,8 +23,9 @@ export class RawSmtp {
   private wake() {
     for (const w of this.waiters.splice(0)) w();
   }
-  static async open(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
-    const sock = connect(port, host);
+  /** localAddress: the source address (127.0.0.2, 127.0.0.3 … stand in for distinct clients). */
+  static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSmtp> {
+    const sock = connect({ port, host, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       sock.once('connect', resolve);
       sock.once('error', reject);
