@@ -295,7 +295,7 @@ test('malformed signatures given to compile are errors naming them; unusable one
   await assert.rejects(compileSignatures(set([sig('Bad.One', '41424x')])), /body signature Bad\.One: unexpected character "x"/);
   await assert.rejects(compileSignatures({ body: [], hashes: [{ name: 'H', kind: 'md5', digest: 'ABC', size: 1 }], warnings: [] }), /hash signature H: md5 digest must be 32 lowercase hex/);
   const db = await compileSignatures(set([EICAR, sig('Neg', '4142!(43)4445'), sig('Neg2', '4142!(43)4445'), sig('Lead', '*41424344')]));
-  assert.equal(db.bodyCount, 4);
+  assert.equal(db.bodyCount, 1, 'only EICAR is in use');
   assert.deepEqual(db.warnings, ['2 body signature(s) left out: negated alternation !(…) (first: Neg)', '1 body signature(s) left out: leading or trailing gap (first: Lead)']);
   const empty = await compileSignatures(set([]));
   assert.equal(empty.newScanner().push(EICAR_BYTES), null);

@@ -662,6 +662,7 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
   const skipped = new Map<string, { n: number; first: string }>();
   const names: string[] = [];
   const patterns: Pattern[] = [];
+  let used = 0;
   for (let i = 0; i < set.body.length; i++) {
     const b = set.body[i]!;
     if (typeof b?.name !== 'string' || b.name === '') throw new Error(`body signature #${i + 1} has no name`);
@@ -670,6 +671,7 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
         names.push(b.name);
         patterns.push(p);
       }
+      used++;
     } catch (e) {
       if (e instanceof SignatureSyntaxError) throw new Error(`body signature ${b.name}: ${e.message}`);
       if (!(e instanceof UnsupportedSignature)) throw e;
@@ -743,5 +745,5 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
   }
   if (long.length) t.engines.push(await buildEngine(longW, 3, long, pause));
   if (short.length) t.engines.push(await buildEngine(shortW, 2, short, pause));
-  return new Db(t, set.body.length, set.hashes, warnings);
+  return new Db(t, used, set.hashes, warnings);
 }
