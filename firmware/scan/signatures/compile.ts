@@ -120,8 +120,10 @@ type Tables = {
   // per part
   len: Int32Array;
   anchorOff: Int32Array;
-  vals: Uint8Array[];
-  masks: Uint8Array[];
+  /** Bytes and masks of all parts, packed: part p is at off[p] .. off[p]+len[p]. */
+  vals: Uint8Array;
+  masks: Uint8Array;
+  off: Int32Array;
   sig: Int32Array;
   kind: Uint8Array;
   gapMin: Float64Array; // gap before this part
@@ -143,6 +145,22 @@ function hash2(b: Uint8Array, end: number): number {
 }
 
 type Anchored = { part: number; bytes: Uint8Array };
+
+/** A growable byte array (parts are packed as they are parsed, so no object per part outlives its signature). */
+class Bytes {
+  a = new Uint8Array(1 << 16);
+  n = 0;
+  push(src: Uint8Array): number {
+    if (this.n + src.length > this.a.length) {
+      const b = new Uint8Array(Math.max(this.a.length * 2, this.n + src.length));
+      b.set(this.a.subarray(0, this.n));
+      this.a = b;
+    }
+    this.a.set(src, this.n);
+    this.n += src.length;
+    return this.n - src.length;
+  }
+}
 
 async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => Promise<void>): Promise<Engine> {
   const size = B === 3 ? 1 << HBITS : 1 << 16;
@@ -209,13 +227,13 @@ async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => 
   return { W, B, shift, head, list, anchors, partStart, partList, pre, p2, p3 };
 }
 
-/** The bytes a part is found by: the rarest w-byte window inside its fixed runs. */
-function chooseAnchor(vals: Uint8Array, masks: Uint8Array, w: number, B: 2 | 3): number {
+/** The bytes a part (vals/masks[from..to)) is found by: the rarest w-byte window inside its fixed runs. */
+function chooseAnchor(vals: Uint8Array, masks: Uint8Array, from: number, to: number, w: number, B: 2 | 3): number {
   let best = -1;
   let bestScore = Infinity;
   let runStart = -1;
-  for (let j = 0; j <= masks.length; j++) {
-    const fixed = j < masks.length && masks[j] === 0xff;
+  for (let j = from; j <= to; j++) {
+    const fixed = j < to && masks[j] === 0xff;
     if (fixed && runStart < 0) runStart = j;
     if (!fixed && runStart >= 0) {
       if (j - runStart >= w) {
@@ -506,10 +524,13 @@ class Scanner implements BodyScanner {
         const s = w - t.anchorOff[p]!;
         const len = t.len[p]!;
         if (s < lo || s + len > hi || s >= this.#sMax || s + len <= this.#eMin) continue;
-        const v = t.vals[p]!;
-        const m = t.masks[p]!;
-        let k = 0;
-        while (k < len && (buf[s + k]! & m[k]!) === v[k]) k++;
+        const v = t.vals;
+        const m = t.masks;
+        const o = t.off[p]! - s;
+        let k = s;
+        const ke = s + len;
+        while (k < ke && (buf[k]! & m[o + k]!) === v[o + k]) k++;
+        k -= s;
         if (k === len && this.#hit(p, this.#base + s)) return true;
       }
     }
@@ -661,86 +682,95 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
   const warnings: string[] = [];
   const skipped = new Map<string, { n: number; first: string }>();
   const names: string[] = [];
-  const patterns: Pattern[] = [];
+  // per part, packed as the signatures are parsed
+  const vals = new Bytes();
+  const masks = new Bytes();
+  const off: number[] = [];
+  const len: number[] = [];
+  const sig: number[] = [];
+  const kind: number[] = [];
+  const gapMin: number[] = [];
+  const gapMax: number[] = [];
+  const runs: number[] = [];
+  // per pattern
+  const startLo: number[] = [];
+  const startHi: number[] = [];
+  let maxLen = 1;
+  let longW = LONG_MAX_W;
+  let shortW = LONG_MIN;
   let used = 0;
+  const add = (pat: Pattern, name: string) => {
+    const g = names.length;
+    names.push(name);
+    startLo.push(pat.startLo);
+    startHi.push(pat.startHi);
+    const alone = pat.parts.length === 1;
+    const anywhere = pat.startLo === 0 && pat.startHi === Infinity;
+    pat.parts.forEach((part, i) => {
+      off.push(vals.push(part.vals));
+      masks.push(part.masks);
+      len.push(part.vals.length);
+      sig.push(g);
+      kind.push(alone ? (anywhere ? K_ALONE : K_ALONE_AT) : i === 0 ? K_FIRST : i === pat.parts.length - 1 ? K_LAST : K_MID);
+      gapMin.push(i > 0 ? pat.gaps[i - 1]!.min : 0);
+      gapMax.push(i > 0 ? pat.gaps[i - 1]!.max : 0);
+      if (part.vals.length > maxLen) maxLen = part.vals.length;
+      const r = longestRun(part.masks);
+      runs.push(r);
+      if (r >= LONG_MIN) longW = Math.min(longW, r);
+      else shortW = Math.min(shortW, r);
+    });
+    if (off.length > MAX_PARTS_TOTAL) throw new Error(`too many signature parts (more than ${MAX_PARTS_TOTAL})`);
+  };
   for (let i = 0; i < set.body.length; i++) {
     const b = set.body[i]!;
     if (typeof b?.name !== 'string' || b.name === '') throw new Error(`body signature #${i + 1} has no name`);
+    let pats: Pattern[];
     try {
-      for (const p of parseHexSignature(b.hex, b.offset ?? '*')) {
-        names.push(b.name);
-        patterns.push(p);
-      }
-      used++;
+      pats = parseHexSignature(b.hex, b.offset ?? '*');
     } catch (e) {
       if (e instanceof SignatureSyntaxError) throw new Error(`body signature ${b.name}: ${e.message}`);
       if (!(e instanceof UnsupportedSignature)) throw e;
       const s = skipped.get(e.message);
       if (s) s.n++;
       else skipped.set(e.message, { n: 1, first: b.name });
+      continue;
     }
+    for (const p of pats) add(p, b.name);
+    used++;
     if ((i & 63) === 0) await pause();
   }
   for (const [reason, s] of skipped) warnings.push(`${s.n} body signature(s) left out: ${reason} (first: ${s.first})`);
   for (const h of set.hashes) checkHash(h);
 
-  // lay the parts out and sort them into the engines
-  let nParts = 0;
-  for (const p of patterns) nParts += p.parts.length;
-  if (nParts > MAX_PARTS_TOTAL) throw new Error(`too many signature parts (${nParts}, at most ${MAX_PARTS_TOTAL})`);
+  const nParts = off.length;
   const t: Tables = {
     names,
-    len: new Int32Array(nParts),
+    len: Int32Array.from(len),
     anchorOff: new Int32Array(nParts),
-    vals: [],
-    masks: [],
-    sig: new Int32Array(nParts),
-    kind: new Uint8Array(nParts),
-    gapMin: new Float64Array(nParts + 1),
-    gapMax: new Float64Array(nParts + 1),
-    startLo: new Float64Array(patterns.length),
-    startHi: new Float64Array(patterns.length),
-    maxLen: 1,
+    vals: vals.a.subarray(0, vals.n),
+    masks: masks.a.subarray(0, masks.n),
+    off: Int32Array.from(off),
+    sig: Int32Array.from(sig),
+    kind: Uint8Array.from(kind),
+    gapMin: Float64Array.from([...gapMin, 0]),
+    gapMax: Float64Array.from([...gapMax, 0]),
+    startLo: Float64Array.from(startLo),
+    startHi: Float64Array.from(startHi),
+    maxLen,
     engines: [],
   };
-  const runs = new Int32Array(nParts);
-  let longW = LONG_MAX_W;
-  let shortW = LONG_MIN;
-  let id = 0;
-  for (let g = 0; g < patterns.length; g++) {
-    const pat = patterns[g]!;
-    t.startLo[g] = pat.startLo;
-    t.startHi[g] = pat.startHi;
-    const alone = pat.parts.length === 1;
-    const anywhere = pat.startLo === 0 && pat.startHi === Infinity;
-    pat.parts.forEach((part, i) => {
-      t.len[id] = part.vals.length;
-      t.vals.push(part.vals);
-      t.masks.push(part.masks);
-      t.sig[id] = g;
-      t.kind[id] = alone ? (anywhere ? K_ALONE : K_ALONE_AT) : i === 0 ? K_FIRST : i === pat.parts.length - 1 ? K_LAST : K_MID;
-      if (i > 0) {
-        t.gapMin[id] = pat.gaps[i - 1]!.min;
-        t.gapMax[id] = pat.gaps[i - 1]!.max;
-      }
-      if (part.vals.length > t.maxLen) t.maxLen = part.vals.length;
-      const r = longestRun(part.masks);
-      runs[id] = r;
-      if (r >= LONG_MIN) longW = Math.min(longW, r);
-      else shortW = Math.min(shortW, r);
-      id++;
-    });
-    if ((g & 63) === 0) await pause();
-  }
+  await pause();
   const long: Anchored[] = [];
   const short: Anchored[] = [];
   for (let p = 0; p < nParts; p++) {
     const isLong = runs[p]! >= LONG_MIN;
     const w = isLong ? longW : shortW;
     const B = isLong ? 3 : 2;
-    const at = chooseAnchor(t.vals[p]!, t.masks[p]!, w, B);
-    t.anchorOff[p] = at;
-    (isLong ? long : short).push({ part: p, bytes: t.vals[p]!.subarray(at, at + w) });
+    const o = t.off[p]!;
+    const at = chooseAnchor(t.vals, t.masks, o, o + t.len[p]!, w, B);
+    t.anchorOff[p] = at - o;
+    (isLong ? long : short).push({ part: p, bytes: t.vals.subarray(at, at + w) });
     if ((p & 31) === 0) await pause();
   }
   if (long.length) t.engines.push(await buildEngine(longW, 3, long, pause));
