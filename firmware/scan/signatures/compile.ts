@@ -59,7 +59,8 @@
  */
 import { parseHexSignature, SignatureSyntaxError, UnsupportedSignature, longestRun, type Pattern } from './hex.ts';
 import { counts, rarestWindow } from './rarity.ts';
-import type { BodyScanner, HashKind, HashSignature, SignatureDb, SignatureSet } from './types.ts';
+import { HashIndex } from './hashes.ts';
+import type { BodyScanner, HashKind, SignatureDb, SignatureSet } from './types.ts';
 
 export const SLICE_MS = 4;
 export const MAX_INTERVALS = 4096;
@@ -617,40 +618,21 @@ class Scanner implements BodyScanner {
   }
 }
 
-function checkHash(h: HashSignature): void {
-  const want = { md5: 32, sha1: 40, sha256: 64 }[h.kind];
-  if (want === undefined) throw new Error(`hash signature ${h.name}: unknown kind ${String(h.kind)}`);
-  if (typeof h.digest !== 'string' || h.digest.length !== want || !/^[0-9a-f]+$/.test(h.digest)) {
-    throw new Error(`hash signature ${h.name}: ${h.kind} digest must be ${want} lowercase hex digits`);
-  }
-  if (h.size !== '*' && (!Number.isSafeInteger(h.size) || h.size < 0)) throw new Error(`hash signature ${h.name}: bad size ${String(h.size)}`);
-}
-
 class Db implements SignatureDb {
   readonly bodyCount: number;
   readonly hashCount: number;
   readonly warnings: readonly string[];
   readonly hashKinds: ReadonlySet<HashKind>;
   readonly #t: Tables;
-  readonly #hashes: Map<string, { any: string | null; sizes: Map<number, string> }>;
+  readonly #hashes: HashIndex;
 
-  constructor(t: Tables, bodyCount: number, hashes: HashSignature[], warnings: string[]) {
+  constructor(t: Tables, bodyCount: number, hashes: HashIndex, warnings: string[]) {
     this.#t = t;
     this.bodyCount = bodyCount;
-    this.hashCount = hashes.length;
+    this.hashCount = hashes.count;
     this.warnings = Object.freeze(warnings);
-    const kinds = new Set<HashKind>();
-    const map = new Map<string, { any: string | null; sizes: Map<number, string> }>();
-    for (const h of hashes) {
-      kinds.add(h.kind);
-      const key = `${h.kind}:${h.digest}`;
-      let e = map.get(key);
-      if (!e) map.set(key, (e = { any: null, sizes: new Map() }));
-      if (h.size === '*') e.any ??= h.name;
-      else if (!e.sizes.has(h.size)) e.sizes.set(h.size, h.name);
-    }
-    this.#hashes = map;
-    this.hashKinds = kinds;
+    this.#hashes = hashes;
+    this.hashKinds = hashes.kinds;
   }
 
   newScanner(): BodyScanner {
@@ -658,9 +640,7 @@ class Db implements SignatureDb {
   }
 
   lookupHash(kind: HashKind, digest: Buffer, size: number): string | null {
-    const e = this.#hashes.get(`${kind}:${digest.toString('hex')}`);
-    if (!e) return null;
-    return e.sizes.get(size) ?? e.any;
+    return this.#hashes.lookup(kind, digest, size);
   }
 }
 
@@ -741,7 +721,7 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
     if ((i & 63) === 0) await pause();
   }
   for (const [reason, s] of skipped) warnings.push(`${s.n} body signature(s) left out: ${reason} (first: ${s.first})`);
-  for (const h of set.hashes) checkHash(h);
+  const hashes = await HashIndex.build(set.hashes, pause);
 
   const nParts = off.length;
   const t: Tables = {
@@ -775,5 +755,5 @@ export async function compileSignatures(set: SignatureSet): Promise<SignatureDb>
   }
   if (long.length) t.engines.push(await buildEngine(longW, 3, long, pause));
   if (short.length) t.engines.push(await buildEngine(shortW, 2, short, pause));
-  return new Db(t, used, set.hashes, warnings);
+  return new Db(t, used, hashes, warnings);
 }
