@@ -165,6 +165,8 @@ test('push takes a range of a chunk; a bad range is a RangeError', async () => {
   sc.reset();
   assert.equal(sc.push(L('clean')), null);
   for (const [a, b] of [[-1, 5], [0, 1000], [10, 5], [0.5, 3]] as const) assert.throws(() => sc.push(buf, a, b), RangeError);
+  assert.throws(() => sc.push(new Uint8Array(4) as Buffer), TypeError);
+  assert.equal(sc.push(L('clean')), null, 'the scanner still works after refusing bad calls');
 });
 
 test('a match straddling a chunk boundary at every offset, and in 1- and 2-byte chunks', async () => {

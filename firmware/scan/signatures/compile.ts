@@ -326,6 +326,7 @@ class Scanner implements BodyScanner {
   }
 
   push(chunk: Buffer, start = 0, end = chunk.length): string | null {
+    if (!Buffer.isBuffer(chunk)) throw new TypeError('push: a Buffer is needed');
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end > chunk.length || start > end) {
       throw new RangeError(`push: bad range ${start}..${end} of a ${chunk.length}-byte chunk`);
     }
