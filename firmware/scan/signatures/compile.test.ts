@@ -293,6 +293,18 @@ test('reload: a new database is separate, and scanners of the old one keep worki
   assert.equal(b.bodyCount, 1);
 });
 
+test('two compilations at once (their slices interleave) give two working databases', async () => {
+  const a = randomSignatures(3000, 31);
+  const b = randomSignatures(40, 32);
+  const [da, dbb] = await Promise.all([compileSignatures(set(a)), compileSignatures(set(b))]);
+  for (const [db, sigs] of [[da, a], [dbb, b]] as const) {
+    for (const s of [sigs[0]!, sigs[sigs.length - 1]!]) {
+      const body = Buffer.from(s.hex.replace(/\?\?/g, '5f').replace(/\{-20\}|\{2-8\}|\*/g, '5f5f'), 'hex');
+      assert.equal(scan(db, bySize(Buffer.concat([randomData(70_000, 3), body]), 65536)), s.name);
+    }
+  }
+});
+
 test('malformed signatures given to compile are errors naming them; unusable ones are counted', async () => {
   await assert.rejects(compileSignatures(set([sig('Bad.One', '41424x')])), /body signature Bad\.One: unexpected character "x"/);
   await assert.rejects(compileSignatures({ body: [], hashes: [{ name: 'H', kind: 'md5', digest: 'ABC', size: 1 }], warnings: [] }), /hash signature H: md5 digest must be 32 lowercase hex/);

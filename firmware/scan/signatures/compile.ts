@@ -69,8 +69,9 @@ export const MAX_LIVE = 1 << 16;
 export const MAX_EVENTS = 1 << 18;
 const LONG_MIN = 8;
 const LONG_MAX_W = 16;
-const HBITS = 18;
-const HSHIFT = 32 - HBITS;
+/** The long engine's table: 2^12..2^18 slots, about 8 per block of the anchors (smaller tables stay in cache). */
+const HBITS_MIN = 12;
+const HBITS_MAX = 18;
 const GOLD = 0x9e3779b1 | 0;
 const PIECE = 64 * 1024;
 /** Event keys: position * PMUL + part id. */
@@ -87,6 +88,8 @@ const K_LAST = 4;
 type Engine = {
   W: number;
   B: 2 | 3;
+  /** Right shift of the block hash (long engine). */
+  hshift: number;
   shift: Uint8Array;
   /** Table slot -> first index in list of the anchors whose last block is there, or -1. */
   head: Int32Array;
@@ -138,8 +141,8 @@ type Tables = {
 
 const yieldNow = () => new Promise<void>((r) => setImmediate(r));
 
-function hash3(b: Uint8Array, end: number): number {
-  return Math.imul((b[end - 2]! << 16) | (b[end - 1]! << 8) | b[end]!, GOLD) >>> HSHIFT;
+function hash3(b: Uint8Array, end: number, hshift: number): number {
+  return Math.imul((b[end - 2]! << 16) | (b[end - 1]! << 8) | b[end]!, GOLD) >>> hshift;
 }
 function hash2(b: Uint8Array, end: number): number {
   return (b[end - 1]! << 8) | b[end]!;
@@ -164,8 +167,11 @@ class Bytes {
 }
 
 async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => Promise<void>): Promise<Engine> {
-  const size = B === 3 ? 1 << HBITS : 1 << 16;
-  const hash = B === 3 ? hash3 : hash2;
+  let bits = HBITS_MIN;
+  while (bits < HBITS_MAX && 1 << bits < items.length * (W - B + 1) * 8) bits++;
+  const hshift = 32 - bits;
+  const size = B === 3 ? 1 << bits : 1 << 16;
+  const hash = B === 3 ? (b: Uint8Array, end: number) => hash3(b, end, hshift) : hash2;
   const ids = new Map<string, number>();
   const anchorBytes: Uint8Array[] = [];
   const partsOf: number[][] = [];
@@ -225,7 +231,7 @@ async function buildEngine(W: number, B: 2 | 3, items: Anchored[], pause: () => 
     for (const p of ps) partList[k++] = p;
   });
   partStart[anchorBytes.length] = k;
-  return { W, B, shift, head, list, anchors, partStart, partList, pre, p2, p3 };
+  return { W, B, hshift, shift, head, list, anchors, partStart, partList, pre, p2, p3 };
 }
 
 /** The bytes a part (vals/masks[from..to)) is found by: the rarest w-byte window inside its fixed runs. */
@@ -423,14 +429,15 @@ class Scanner implements BodyScanner {
       let d = ec;
       if (e.B === 3) {
         // the pair filter of #bucket, inlined here: text stops at 1 window in 4
+        const hs = e.hshift;
         const pre = e.pre;
         const p2 = e.p2;
         const p3 = e.p3;
         while (a < ea && b < eb && c < ec && d < hi) {
-          const ha = Math.imul((buf[a - 2]! << 16) | (buf[a - 1]! << 8) | buf[a]!, GOLD) >>> HSHIFT;
-          const hb = Math.imul((buf[b - 2]! << 16) | (buf[b - 1]! << 8) | buf[b]!, GOLD) >>> HSHIFT;
-          const hc = Math.imul((buf[c - 2]! << 16) | (buf[c - 1]! << 8) | buf[c]!, GOLD) >>> HSHIFT;
-          const hd = Math.imul((buf[d - 2]! << 16) | (buf[d - 1]! << 8) | buf[d]!, GOLD) >>> HSHIFT;
+          const ha = Math.imul((buf[a - 2]! << 16) | (buf[a - 1]! << 8) | buf[a]!, GOLD) >>> hs;
+          const hb = Math.imul((buf[b - 2]! << 16) | (buf[b - 1]! << 8) | buf[b]!, GOLD) >>> hs;
+          const hc = Math.imul((buf[c - 2]! << 16) | (buf[c - 1]! << 8) | buf[c]!, GOLD) >>> hs;
+          const hd = Math.imul((buf[d - 2]! << 16) | (buf[d - 1]! << 8) | buf[d]!, GOLD) >>> hs;
           const sa = sh[ha]!;
           const sb = sh[hb]!;
           const sc = sh[hc]!;
@@ -491,7 +498,7 @@ class Scanner implements BodyScanner {
     const sh = e.shift;
     if (e.B === 3) {
       while (i < end) {
-        const h = Math.imul((buf[i - 2]! << 16) | (buf[i - 1]! << 8) | buf[i]!, GOLD) >>> HSHIFT;
+        const h = Math.imul((buf[i - 2]! << 16) | (buf[i - 1]! << 8) | buf[i]!, GOLD) >>> e.hshift;
         const s = sh[h]!;
         if (s !== 0) i += s;
         else if (this.#bucket(e, h, buf, ++i - W, lo, hi)) return true;
