@@ -9,7 +9,8 @@
  * window may jump; where the shift is 0 the anchors whose last block hashes
  * there are compared, and each part using a matching anchor is verified byte
  * by byte with its masks. Two engines at most:
- *  - long: parts with a fixed run of >= 8 bytes; B = 3, blocks hashed to 2^18,
+ *  - long: parts with a fixed run of >= 8 bytes; B = 3, blocks hashed to a
+ *    table of 2^12..2^18 slots (about 8 per block of the anchors),
  *    W = the shortest such run, at most 16 (a jump of up to W-2 bytes);
  *  - short: parts whose longest fixed run is 2..7 bytes; B = 2, a direct 2^16
  *    table, W = the shortest run (slow if that is 2: every byte is looked at).
