@@ -14,9 +14,9 @@
  *    W = the shortest such run, at most 16 (a jump of up to W-2 bytes);
  *  - short: parts whose longest fixed run is 2..7 bytes; B = 2, a direct 2^16
  *    table, W = the shortest run (slow if that is 2: every byte is looked at).
- * A range of 256 bytes or more is cut in four quarters whose shift loops run interleaved in one
- * loop (independent table look-ups overlap their memory latency: about 3x
- * faster here than one loop). Before a bucket is searched, a bitmap of
+ * A range of 256 bytes or more is cut in four quarters whose shift loops run
+ * interleaved in one loop (independent table look-ups overlap their memory
+ * latency: about 3x faster here than one loop). Before a bucket is searched, a bitmap of
  * (first bytes of the window, last block) pairs of all anchors lets most
  * windows go (text hits the last block of some anchor at 1 position in 4
  * when the signatures are text too).
