@@ -136,12 +136,17 @@ function randomBytes(r: () => number, n: number): Buffer {
  * n random body signatures of 8-64 fixed bytes, random bytes (kind 'binary')
  * or words of the text vocabulary (kind 'text': the hard case on text, every
  * block of them is common there); one in ten with a wildcard (`??`, `*`,
- * `{n-m}`) between two fixed runs of at least 8 bytes.
+ * `{n-m}`) between two fixed runs of at least 8 bytes. Kind 'short': random
+ * bytes, a run of 2, `??`, a run of 3 (they need the short engine).
  */
-export function randomSignatures(n: number, seed = 5, kind: 'binary' | 'text' = 'binary'): BodySignature[] {
+export function randomSignatures(n: number, seed = 5, kind: 'binary' | 'text' | 'short' = 'binary'): BodySignature[] {
   const r = prng(seed);
   const out: BodySignature[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n && kind === 'short'; i++) {
+    // runs of 2 and 3 bytes around a wildcard, as in signatures of file headers
+    out.push({ name: `Bench.Short-${i}`, hex: `${randomBytes(r, 2).toString('hex')}??${randomBytes(r, 3).toString('hex')}`, offset: '*' });
+  }
+  for (let i = 0; i < n && kind !== 'short'; i++) {
     const len = 8 + Math.floor(r() * 57);
     const bytes = (kind === 'text' ? textBytes : randomBytes)(r, len);
     let hex = bytes.toString('hex');

@@ -7,7 +7,12 @@
  * blocks; so each signature is indexed by the window whose blocks are rarest
  * in traffic. The traffic model is a sample built once, deterministically, from
  * the things mail is made of: English text, base64 lines, header fields, HTML
- * and quoted-printable. Counts are kept per hashed block of 2 or 3 bytes.
+ * and quoted-printable. Counts are kept per hashed block of 2 or 3 bytes,
+ * with the bytes' own frequencies as a floor for blocks the sample lacks. In
+ * text-like windows, one that joins two words (letters, a separator or two,
+ * letters) scores far rarer: words recur, pairs of them much less. Measured
+ * with 1 000 text signatures over English-like text, that cut the windows
+ * found in the text (each a verification in vain) sevenfold.
  *
  * Must never: depend on the scanned data (the choice is made at compile time
  * only), or take more than a few milliseconds. Called by compile.ts.

@@ -30,6 +30,7 @@ export interface BodyScanner {
 }
 
 export interface SignatureDb {
+  /** Body signatures in use (those left out are counted in warnings). */
   readonly bodyCount: number;
   readonly hashCount: number;
   /** Signatures of the set that this engine could not use, counted per reason. */
