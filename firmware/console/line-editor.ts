@@ -203,6 +203,7 @@ export class LineEditor {
       this.history.push(line);
       if (this.history.length > this.maxHistory) this.history.shift();
     }
+    this.hpos = this.history.length;
     this.buf = '';
     this.cur = 0;
     this.h.line(line);
