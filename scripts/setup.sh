@@ -3,7 +3,8 @@
 # npm to bootstrap (the project then runs on the Node 24 it pins through the
 # `node` package), openssl for certificates, util-linux for mount (spool-full
 # tests mount a small tmpfs), strace (a test checks the order of fsync and
-# rename). Then the project's own packages, exactly as locked.
+# rename), socat (the console tests drive moat-panel through a pseudo-terminal
+# pair). Then the project's own packages, exactly as locked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -11,6 +12,7 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v strace >/dev/null 2>&1 || need+=(strace)   # a test watches the config store's fsync order
+command -v socat >/dev/null 2>&1 || need+=(socat)     # console tests and dev.sh: a pseudo-terminal pair
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian" >&2
   apt-get update -qq
