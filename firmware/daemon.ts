@@ -112,6 +112,8 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
   /** Generations still serving sessions. */
   const generations = new Set<Generation>([current]);
   const listeners = new Set<net.Server>();
+  /** Listeners replaced by a rebind: closed to new connections, their sessions still running. */
+  const retired: Array<Promise<void>> = [];
 
   const listen = async (l: Config['inbound']['listen']): Promise<net.Server> => {
     const listener = net.createServer((socket) => {
@@ -155,6 +157,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     const restartNeeded = (['dataDir', 'segmentBytes', 'minFreeBytes', 'syncDelayMs'] as const)
       .filter((k) => next.storage[k] !== current.config.storage[k])
       .map((k) => `storage.${k}`);
+    if (next.control.socket !== current.config.control.socket) restartNeeded.push('control.socket');
     const a = current.config.inbound.listen;
     const b = next.inbound.listen;
     let fresh: net.Server | null = null;
@@ -182,7 +185,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
           const was = listener;
           listener = fresh;
           listeners.delete(was);
-          was.close(); // sessions on it go on; only new connections stop
+          retired.push(new Promise<void>((resolve) => was.close(() => resolve()))); // sessions on it go on; only new connections stop
           log.info({ ev: 'listening', address: b.host, port: bound() }, 'listening');
         }
         log.info({ ev: 'config-applied', localDomains: next.inbound.localDomains.length, restartNeeded }, 'configuration applied');
@@ -218,7 +221,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       await daemon.control?.close();
       const closing = [...listeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
       for (const g of generations) g.server.close(() => undefined);
-      await Promise.all(closing);
+      await Promise.all([...closing, ...retired]);
       await queue!.stop();
       for (const g of generations) g.delivery.close();
       current.delivery.close();

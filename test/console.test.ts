@@ -169,3 +169,74 @@ test('console: log in, forced new password, set a local domain, commit, SMTP tak
     await sink.close();
   }
 });
+
+test('console: commit confirmed, queue hold from the console, and idle logout', async () => {
+  const { hashPassword } = await import('../firmware/console/auth.ts');
+  const { closedPort } = await import('./helpers/sink.ts');
+  const down = await closedPort(); // the internal server is down: mail stays queued
+  const m = await startStoredMoat(down, {
+    extra: { admin: { passwordHash: await hashPassword('correct horse'), mustChangePassword: false }, console: { idleTimeoutMs: 1500 } },
+  });
+  const pty = await ptyPair(m.dir);
+  const panel = await startPanel({ configPath: m.configPath, device: pty.a, reboot: async () => undefined });
+  const t = await Terminal.open(pty.b);
+  const P = /admin@mx> $/;
+  const C = /admin@mx# $/;
+  try {
+    await t.send('\r');
+    await t.expect(/login: $/);
+    await t.send('admin\r');
+    await t.expect(/Password: $/);
+    await t.send('correct horse\r');
+    await t.expect(P);
+    assert.ok(!t.out.includes('factory password'), 'no forced change once changed');
+
+    await t.send('configure\r');
+    await t.expect(C);
+    await t.send('set inbound.localDomains example.com example.net\r');
+    await t.expect(C);
+    await t.send('commit confirmed 5\r');
+    await t.expect(/commit complete: revision \d+\r\nrolls back at \S+ unless you commit again/);
+    await t.expect(C);
+    await t.send('exit\r');
+    await t.expect(P);
+    await t.send('show status\r');
+    await t.expect(/must be confirmed by \S+ or it rolls back to \d+/);
+    await t.expect(P);
+    await t.send('configure\r');
+    await t.expect(C);
+    await t.send('commit\r');
+    await t.expect(/commit confirmed/);
+    await t.expect(C);
+    await t.send('exit\r');
+    await t.expect(P);
+
+    // a message waits in the queue; hold it from the console
+    const c = await RawSmtp.greeted(m.daemon.port);
+    await c.cmd('MAIL FROM:<a@sender.example>');
+    await c.cmd('RCPT TO:<bob@example.net>');
+    await c.cmd('DATA');
+    const id = /queued as ([0-9A-F]{16})/.exec(await c.cmd('Subject: x\r\n\r\nbody\r\n.'))![1]!;
+    c.end();
+    await t.send('show queue\r');
+    await t.expect(new RegExp(`${id}  (ready|active|deferred)`));
+    await t.expect(P);
+    await t.send(`queue hold ${id.slice(0, 6)}\t`); // completion of the queue id
+    await t.expect(new RegExp(`queue hold ${id} $`));
+    await t.send('\r');
+    await t.expect(new RegExp(`${id} is on hold`));
+    await t.expect(P);
+    await t.send('show queue\r');
+    await t.expect(new RegExp(`${id}  held`));
+    await t.expect(P);
+
+    // no keystroke for console.idleTimeoutMs: logged out
+    await t.expect(/idle for too long: logged out[\s\S]*login: $/);
+    assert.equal(m.store.config.inbound.localDomains.length, 2, 'the confirmed commit stayed');
+  } finally {
+    await t.close();
+    await panel.close();
+    await pty.close();
+    await m.stop();
+  }
+});

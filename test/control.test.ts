@@ -317,3 +317,68 @@ test('status reports the store, the queue and no faults; revisions are listed', 
     await sink.close();
   }
 });
+
+test('a commit writes the network files under network.filesRoot; factory-reset commits the factory document', async () => {
+  const sink = await startSink();
+  const { mkdtemp, readFile: rf, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const root = await mkdtemp(join(tmpdir(), 'moat-os-'));
+  const factory = { hostname: 'factory.example.com', inbound: { listen: '127.0.0.1:0', localDomains: ['factory.example'] }, internal: { servers: [{ host: '127.0.0.1', port: sink.port, tls: 'none' }] }, storage: { dataDir: '/unused' } };
+  const m = await startStoredMoat(sink.port, { extra: { network: { filesRoot: root } }, daemon: { factory } });
+  try {
+    assert.match(await rf(join(root, 'etc/systemd/network/10-moat.network'), 'utf8'), /DHCP=yes/, 'written at start');
+    const ctl = await m.client();
+    await ctl.request('config.set', { path: 'network', value: { mode: 'static', address: '192.0.2.10', prefix: 24, gateway: '192.0.2.1', dnsServers: ['192.0.2.53'], filesRoot: root } });
+    await ctl.request('config.commit');
+    await until('the network unit is rewritten', async () => (await rf(join(root, 'etc/systemd/network/10-moat.network'), 'utf8')).includes('Address=192.0.2.10/24'));
+    assert.equal(await rf(join(root, 'etc/resolv.conf'), 'utf8').then((t) => t.split('\n').filter((l) => l.startsWith('nameserver')).join()), 'nameserver 192.0.2.53');
+    // a storage change is committed but waits for a restart, and says so
+    await ctl.request('config.set', { path: 'storage.minFreeBytes', value: 2 * 1024 * 1024 });
+    const r = await ctl.request<{ restartNeeded: string[] }>('config.commit');
+    assert.deepEqual(r.restartNeeded, ['storage.minFreeBytes']);
+
+    const f = await ctl.request<{ revision: number }>('system.factoryReset');
+    assert.equal(m.store.runningRevision, f.revision);
+    assert.deepEqual(m.daemon.config.inbound.localDomains, ['factory.example']);
+    assert.equal((await m.store.revisions()).at(-1)!.comment, 'factory reset');
+  } finally {
+    await m.stop();
+    await sink.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('at most 8 control connections; the ninth is told so', async () => {
+  const sink = await startSink();
+  const m = await startStoredMoat(sink.port);
+  try {
+    const eight = await Promise.all(Array.from({ length: 8 }, () => m.client()));
+    await Promise.all(eight.map((c) => c.request('status')));
+    const ninth = await m.client();
+    await rejectsWith(ninth.request('status'), 'busy', /too many control connections \(8\)/);
+    eight[0]!.close();
+    await until('a slot is free again', async () => {
+      const c = await m.client();
+      return c.request('status').then(
+        () => true,
+        () => false,
+      );
+    });
+  } finally {
+    await m.stop();
+    await sink.close();
+  }
+});
+
+test('without a factory document, factory-reset is refused', async () => {
+  const sink = await startSink();
+  const m = await startStoredMoat(sink.port);
+  try {
+    const ctl = await m.client();
+    await rejectsWith(ctl.request('system.factoryReset'), 'not-found', /no factory configuration/);
+  } finally {
+    await m.stop();
+    await sink.close();
+  }
+});
+

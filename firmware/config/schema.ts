@@ -169,7 +169,7 @@ export const configSchema = z.strictObject({
         .refine((b) => [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600].includes(b), { message: 'expected one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600' })
         .default(115_200),
       /** A logged-in console with no keystroke for this long logs out. */
-      idleTimeoutMs: ms.min(10_000).default(600_000),
+      idleTimeoutMs: ms.min(1000).default(600_000),
       /** Lines shown before "--More--"; 0 never pages. */
       pageLines: z.number().int().min(0).max(1000).default(24),
     })
