@@ -382,3 +382,45 @@ test('without a factory document, factory-reset is refused', async () => {
   }
 });
 
+
+test('a client that sends requests faster than it reads answers is paused, and loses nothing', async () => {
+  const sink = await startSink();
+  const m = await startStoredMoat(sink.port);
+  try {
+    const raw = net.connect(m.socket);
+    await new Promise((r) => raw.once('connect', r));
+    raw.pause(); // never reads while sending
+    let sent = 0;
+    let stalled = false;
+    for (let batch = 0; batch < 400 && !stalled; batch++) {
+      let chunk = '';
+      for (let i = 0; i < 500; i++) chunk += JSON.stringify({ v: 1, id: ++sent, cmd: 'status' }) + '\n';
+      raw.write(chunk);
+      await new Promise((r) => setTimeout(r, 2));
+      stalled = raw.writableLength > 1024 * 1024;
+    }
+    assert.ok(stalled, `moatd kept reading (${sent} requests sent, ${raw.writableLength} bytes waiting)`);
+    // another client is still served meanwhile
+    const other = await m.client();
+    assert.equal((await other.request<{ health: string }>('status')).health, 'ok');
+    // now read: every request gets its answer, in order
+    let buf = '';
+    let next = 1;
+    raw.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const r = JSON.parse(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        assert.equal(r.id, next++);
+        assert.equal(r.ok, true);
+      }
+    });
+    raw.resume();
+    await until('every answer arrived', () => next === sent + 1, 2000);
+    raw.destroy();
+  } finally {
+    await m.stop();
+    await sink.close();
+  }
+});

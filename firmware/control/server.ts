@@ -16,7 +16,8 @@
  * Must never: write configuration except through ConfigStore.commit/rollback;
  * switch to a configuration the store has not written; return or log the
  * administrator's password hash (shown as "[secret]"); hold a request line
- * over MAX_REQUEST_BYTES; serve more than MAX_CLIENTS connections.
+ * over MAX_REQUEST_BYTES; serve more than MAX_CLIENTS connections; queue more
+ * than MAX_QUEUED requests or unread responses of one connection (it is paused).
  * Called by daemon.ts; clients are control/client.ts users.
  */
 import { randomBytes } from 'node:crypto';
@@ -35,6 +36,8 @@ import type { Daemon } from '../daemon.ts';
 import { LineReader, MAX_REQUEST_BYTES, PROTOCOL_VERSION, type ErrorCode, type Request, type Response } from './protocol.ts';
 
 export const MAX_CLIENTS = 8;
+/** Requests of one connection waiting for their turn before it is paused. */
+const MAX_QUEUED = 32;
 const MAX_CONFIRM_MS = 24 * 3_600_000;
 
 export type ControlDeps = {
@@ -374,12 +377,16 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
     sock.on('error', () => undefined);
     const session: Session = { candidate: null };
     let chain = Promise.resolve();
+    // backpressure: a client that sends faster than it reads is paused, so nothing queues without bound
+    let queued = 0;
     const reader = new LineReader(
       MAX_REQUEST_BYTES,
       (line) => {
+        if (++queued >= MAX_QUEUED) sock.pause();
         chain = chain.then(async () => {
           const res = await handle(line, session);
-          if (!sock.destroyed) sock.write(JSON.stringify(res) + '\n');
+          if (!sock.destroyed && !sock.write(JSON.stringify(res) + '\n')) await new Promise((r) => sock.once('drain', r).once('close', r));
+          if (--queued < MAX_QUEUED / 2 && sock.isPaused()) sock.resume();
         });
       },
       () => {
