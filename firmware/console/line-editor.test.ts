@@ -90,3 +90,23 @@ test('secret mode echoes nothing and keeps no history', () => {
   x.type('\x1b[A\r');
   assert.equal(x.lines.at(-1), '', 'the password is not in the history');
 });
+
+test('edits in the middle rewrite only the tail; Home and End move with cursor sequences', () => {
+  const x = editor();
+  x.type('0123456789');
+  let before = x.out().length;
+  x.type('\x01'); // Ctrl-A
+  assert.equal(x.out().slice(before), '\x1b[10D');
+  x.type('\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C'); // to the middle
+  before = x.out().length;
+  x.type('X');
+  assert.equal(x.out().slice(before), 'X56789\x1b[5D');
+  before = x.out().length;
+  x.type('\x7f');
+  assert.equal(x.out().slice(before), '\b56789 \x1b[6D');
+  before = x.out().length;
+  x.type('\x05'); // Ctrl-E
+  assert.equal(x.out().slice(before), '\x1b[5C');
+  x.type('\r');
+  assert.equal(x.lines.at(-1), '0123456789');
+});

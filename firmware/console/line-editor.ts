@@ -89,15 +89,14 @@ export class LineEditor {
         this.cur = 0;
         return this.h.interrupt();
       case 21: // Ctrl-U
+        if (this.cur === 0) return;
         this.buf = this.buf.slice(this.cur);
         this.cur = 0;
         return this.redraw();
       case 1:
-        this.cur = 0;
-        return this.redraw();
+        return this.moveTo(0);
       case 5:
-        this.cur = this.buf.length;
-        return this.redraw();
+        return this.moveTo(this.buf.length);
       case 8:
       case 127:
         return this.backspace();
@@ -144,16 +143,14 @@ export class LineEditor {
           return;
         case 'H':
         case '1~':
-          this.cur = 0;
-          return this.redraw();
+          return this.moveTo(0);
         case 'F':
         case '4~':
-          this.cur = this.buf.length;
-          return this.redraw();
+          return this.moveTo(this.buf.length);
         case '3~':
           if (this.cur < this.buf.length) {
             this.buf = this.buf.slice(0, this.cur) + this.buf.slice(this.cur + 1);
-            this.redraw();
+            this.redrawTail(0, 1);
           }
           return;
       }
@@ -171,7 +168,26 @@ export class LineEditor {
     this.cur += s.length;
     if (this.secret) return;
     if (atEnd) this.h.write(s);
-    else this.redraw();
+    else this.redrawTail(s.length, 0);
+  }
+
+  /** Moves the cursor with cursor keys' own sequences (a few bytes, not a redraw). */
+  private moveTo(pos: number): void {
+    const d = pos - this.cur;
+    this.cur = pos;
+    if (d !== 0 && !this.secret) this.h.write(d < 0 ? `\x1b[${-d}D` : `\x1b[${d}C`);
+  }
+
+  /**
+   * After an edit at the cursor: writes what was inserted (`inserted` characters
+   * before the cursor) and the rest of the line, blanks `removed` characters at
+   * its end, and puts the cursor back. Output stays proportional to the tail.
+   */
+  private redrawTail(inserted: number, removed: number): void {
+    if (this.secret) return;
+    const tail = this.buf.slice(this.cur);
+    const back = tail.length + removed;
+    this.h.write(this.buf.slice(this.cur - inserted, this.cur) + tail + ' '.repeat(removed) + (back ? `\x1b[${back}D` : ''));
   }
 
   private backspace(): void {
@@ -182,7 +198,10 @@ export class LineEditor {
     this.overflowRang = false;
     if (this.secret) return;
     if (atEnd) this.h.write('\b \b');
-    else this.redraw();
+    else {
+      this.h.write('\b');
+      this.redrawTail(0, 1);
+    }
   }
 
   private historyStep(d: number): void {

@@ -19,6 +19,15 @@ import { Console } from './session.ts';
 
 const RETRY_MS = 2000;
 
+/*
+ * Note on serialport 13 (bindings-cpp poller.cpp, Poller::poll): it records the
+ * events it waits for but starts the poll with the newest event alone, so while
+ * a write waits for room (EAGAIN) the port is not polled for input. On a UART the
+ * output drains at line rate and reading resumes; the console keeps its output
+ * small (echo, cursor sequences, redraws of the line's tail only) so writes
+ * rarely wait at all.
+ */
+
 export type PanelOptions = {
   configPath: string;
   /** Overrides console.device (tests, development). */

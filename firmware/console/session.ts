@@ -323,6 +323,14 @@ export class Console {
       this.abort = () => reject(new Aborted());
     });
     aborted.catch(() => undefined);
+    // a Ctrl-C typed right after Enter, before the command started, abandons it too
+    const typed = Buffer.concat(this.pending);
+    const cc = typed.indexOf(3);
+    if (cc >= 0) {
+      this.pending = [typed.subarray(cc + 1)];
+      this.pendingBytes = typed.length - cc - 1;
+      this.abort!();
+    }
     try {
       await Promise.race([execute(this.ctx(), line), aborted]);
     } catch (e) {

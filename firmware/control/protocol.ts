@@ -6,8 +6,10 @@
  *   request   {"v":1,"id":ID,"cmd":"config.set","args":{...}}
  *   response  {"v":1,"id":ID,"ok":true,"result":...}
  *             {"v":1,"id":ID,"ok":false,"error":{"code":"...","message":"..."}}
- * ID is a number or a short string chosen by the client and echoed back;
- * responses come in request order. A request line over MAX_REQUEST_BYTES is
+ * ID is a number or a short string chosen by the client and echoed back.
+ * Commands that change something are answered in request order; read-only ones
+ * (status, dns.mx, log.tail, queue.list, config.revisions) may overtake them,
+ * so a client matches answers by id. A request line over MAX_REQUEST_BYTES is
  * refused with `too-large` and the connection is closed (the rest of the line
  * cannot be trusted to be a request). Must never hold an unbounded line: the
  * LineReader drops a line as soon as it passes its limit.

@@ -36,6 +36,8 @@ import type { Daemon } from '../daemon.ts';
 import { LineReader, MAX_REQUEST_BYTES, PROTOCOL_VERSION, type ErrorCode, type Request, type Response } from './protocol.ts';
 
 export const MAX_CLIENTS = 8;
+/** Commands that change nothing and may answer out of order (the client matches answers by id). */
+const READ_ONLY = /^\s*\{[^{]*"cmd"\s*:\s*"(status|dns\.mx|log\.tail|queue\.list|config\.revisions)"/;
 /** Requests of one connection waiting for their turn before it is paused. */
 const MAX_QUEUED = 32;
 const MAX_CONFIRM_MS = 24 * 3_600_000;
@@ -383,11 +385,15 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
       MAX_REQUEST_BYTES,
       (line) => {
         if (++queued >= MAX_QUEUED) sock.pause();
-        chain = chain.then(async () => {
+        const answer = async () => {
           const res = await handle(line, session);
           if (!sock.destroyed && !sock.write(JSON.stringify(res) + '\n')) await new Promise((r) => sock.once('drain', r).once('close', r));
           if (--queued < MAX_QUEUED / 2 && sock.isPaused()) sock.resume();
-        });
+        };
+        // read-only commands run at once (a slow DNS lookup must not hold up the session);
+        // everything else runs in order, one after the other
+        if (READ_ONLY.test(line)) void chain.then(() => undefined).then(answer);
+        else chain = chain.then(answer);
       },
       () => {
         void chain.then(() => {

@@ -46,10 +46,21 @@ export class Terminal {
     await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
     return new Terminal(port);
   }
-  send(data: string | Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.port.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data, (e) => (e ? reject(e) : this.port.drain(() => resolve())));
-    });
+  /**
+   * Writes and waits until the bytes left, in pieces of 512 bytes, as a person or a paste would;
+   * fails if the other end stops reading for 15 s. (serialport 13's poller stops polling for
+   * input while a write waits for room, so one huge write could stall both directions of the
+   * socat pair: see the note in console/panel.ts.)
+   */
+  async send(data: string | Buffer): Promise<void> {
+    const all = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+    for (let at = 0; at < all.length; at += 512) {
+      const piece = all.subarray(at, at + 512);
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`terminal: the console did not take ${all.length} bytes in 15 s (${at} taken); last output: ${JSON.stringify(this.unread.slice(-300))}`)), 15_000);
+        this.port.write(piece, (e) => (e ? (clearTimeout(t), reject(e)) : this.port.drain(() => (clearTimeout(t), resolve()))));
+      });
+    }
   }
   /** Waits for output matching re after what earlier expects consumed; returns the match. */
   async expect(re: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
@@ -77,7 +88,16 @@ export class Terminal {
   get unread(): string {
     return this.out.slice(this.seen);
   }
+  /** Closes the port; a write still pending is cancelled (its error is expected then, not a failure). */
   close(): Promise<void> {
-    return new Promise((r) => (this.port.isOpen ? this.port.close(() => r()) : r()));
+    this.port.on('error', () => undefined);
+    return new Promise((r) => {
+      if (!this.port.isOpen) return r();
+      try {
+        this.port.close(() => r());
+      } catch {
+        r();
+      }
+    });
   }
 }
