@@ -17,7 +17,7 @@ import './runtime.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseConfig, type Config } from './config/schema.ts';
-import { ConfigStore } from './config/store.ts';
+import { ConfigStore, type StoreLog } from './config/store.ts';
 import { createLogger } from './log/logger.ts';
 import { LogRing } from './log/ring.ts';
 import { Health } from './health/health.ts';
@@ -41,9 +41,16 @@ if (values.help) {
 }
 if (!values.config) fail('missing --config FILE');
 
+// the store logs before the logger exists (its level is in the configuration): keep those lines until then
+const early: Array<['info' | 'warn', object, string]> = [];
+let storeSink: StoreLog | null = null;
+const storeLog: StoreLog = {
+  info: (o, m) => (storeSink ? storeSink.info(o, m) : early.push(['info', o, m])),
+  warn: (o, m) => (storeSink ? storeSink.warn(o, m) : early.push(['warn', o, m])),
+};
 let store: ConfigStore<Config>;
 try {
-  store = await ConfigStore.open<Config>(values.config, { validate: parseConfig });
+  store = await ConfigStore.open<Config>(values.config, { validate: parseConfig, log: storeLog });
 } catch (e) {
   fail(`cannot read configuration ${values.config}: ${(e as Error).message}`);
 }
@@ -60,10 +67,11 @@ if (values.factory) {
 const config = store.config;
 const ring = new LogRing();
 const log = createLogger(config.log.level, undefined, ring);
+storeSink = log;
+for (const [level, o, m] of early.splice(0)) log[level](o, m);
 const health = new Health();
 if (store.recovery.recovered) {
   health.raise('config-recovered', `running configuration was damaged (${store.recovery.reason}); revision ${store.recovery.revision} restored`);
-  log.error({ ev: 'config-recovered', revision: store.recovery.revision, reason: store.recovery.reason }, 'configuration restored from a revision');
 }
 if (store.revisions().length === 0) await store.commit(store.document, { user: 'moatd', comment: 'initial revision' });
 const daemon = await startDaemon(config, log, { store, ring, health, ...(factory !== undefined ? { factory } : {}) }).catch((e: Error) =>

@@ -92,7 +92,7 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
   };
 
   /** Validates, prepares, writes through the store, then switches. */
-  const commitDocument = async (doc: unknown, meta: { user: string; comment?: string }, write: () => Promise<number>) => {
+  const commitDocument = async (doc: unknown, write: () => Promise<number>) => {
     let config: Config;
     try {
       config = parseConfig(doc);
@@ -114,8 +114,7 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
       if (e instanceof ConfigError) throw new CommandError('invalid-config', e.message);
       throw new CommandError('failed', `commit failed: ${(e as Error).message}`);
     }
-    prepared.activate();
-    log.info({ ev: 'config-commit', revision, user: meta.user }, 'configuration committed and applied');
+    prepared.activate(); // the store logged the commit (config-commit), the daemon the switch (config-applied)
     return { revision, restartNeeded: prepared.restartNeeded };
   };
 
@@ -128,7 +127,7 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
         throw new CommandError('not-found', (e as Error).message);
       }
       cancelPending();
-      return commitDocument(rev.config, { user }, () => store.rollback(rev.revision, { user }));
+      return commitDocument(rev.config, () => store.rollback(rev.revision, { user }));
     });
 
   const str = (args: Record<string, unknown>, k: string, max = 1000): string => {
@@ -247,7 +246,7 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
         const comment = typeof a.comment === 'string' ? a.comment.slice(0, 200) : undefined;
         const previous = store.runningRevision;
         const meta = { user: user(a), ...(comment !== undefined ? { comment } : {}) };
-        const r = await commitDocument(doc, meta, () => store.commit(doc, meta));
+        const r = await commitDocument(doc, () => store.commit(doc, meta));
         s.candidate = null;
         cancelPending();
         if (confirmMs && previous !== null) {
@@ -320,7 +319,7 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
       const doc = deps.factory;
       return serial(async () => {
         cancelPending();
-        const r = await commitDocument(doc, { user: user(a), comment: 'factory reset' }, () => store.commit(doc, { user: user(a), comment: 'factory reset' }));
+        const r = await commitDocument(doc, () => store.commit(doc, { user: user(a), comment: 'factory reset' }));
         s.candidate = null;
         return r;
       });
