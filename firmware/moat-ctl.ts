@@ -8,7 +8,8 @@
  *
  * The commands are the serial console's (console/commands.ts), with output to
  * standard output. The socket is control.socket of FILE, or PATH, or
- * /run/moat/control.sock. Exit status: 0 done, 1 a command failed, 2 usage.
+ * /run/moat/control.sock. Exit status: 0 done, 1 a command failed (or a
+ * question was refused for want of --yes), 2 usage.
  * Must never ask for or handle the console password (the socket's file mode
  * decides who may use it), and never reboot (that is the console's job).
  */
@@ -73,6 +74,7 @@ if (positionals[0] === 'raw') {
 
 let mode: Mode = 'operational';
 let stop = false;
+let refused = false;
 const ctx: CommandContext = {
   get mode() {
     return mode;
@@ -84,6 +86,7 @@ const ctx: CommandContext = {
   confirm: async (q) => {
     if (values.yes) return true;
     process.stderr.write(`moat-ctl: ${q} (refused: add --yes)\n`);
+    refused = true;
     return false;
   },
   logout: () => (stop = true),
@@ -118,4 +121,4 @@ if (positionals[0] === '-' && positionals.length === 1) {
   }
 } else ok = await run(positionals.join(' '));
 client.close();
-process.exit(ok ? 0 : 1);
+process.exit(ok && !refused ? 0 : 1);

@@ -79,6 +79,18 @@ test('moatd keeps revisions, falls back from a damaged file and says so; moat ct
     assert.match(r.out, /\+ inbound\.localDomains\[1\]: "example\.net"/);
     assert.match(r.out, /commit complete: revision 2/);
     assert.match(await rcpt(d.port, 'bob@example.net'), /^250/);
+    r = await ctl(configPath, ['show', 'interfaces']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /configured\s+eth0: DHCP/);
+    assert.match(r.out, /system\s+lo\s+127\.0\.0\.1\/8/);
+    r = await ctl(configPath, ['sh', 'rev']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^ 0  rev 2 \(running\)  \S+  shell-\S+\n 1  rev 1  \S+  moatd  initial revision\n$/);
+    r = await ctl(configPath, ['show', 'log', '5']);
+    assert.equal(r.out.trim().split('\n').length, 5);
+    r = await ctl(configPath, ['queue', 'delete', '0123456789ABCDEF']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /delete 0123456789ABCDEF without delivering it\? \(refused: add --yes\)/);
     r = await ctl(configPath, ['no', 'such', 'thing']);
     assert.equal(r.code, 1);
     assert.match(r.err, /unknown command "no"/);

@@ -387,7 +387,8 @@ export function words(line: string): string[] {
 function match(nodes: CommandNode[], w: string): CommandNode | CommandNode[] {
   const exact = nodes.find((n) => n.word === w);
   if (exact) return exact;
-  return nodes.filter((n) => n.word.startsWith(w));
+  const some = nodes.filter((n) => n.word.startsWith(w));
+  return some.length === 1 ? some[0]! : some;
 }
 
 /** Finds the command for the words: the node and its argument words. */
