@@ -19,7 +19,8 @@ test('words resolve by unique prefix; ambiguous, unknown and incomplete commands
   assert.deepEqual(resolve('operational', ['show', 'log', '20']).args, ['20']);
   assert.equal(resolve('configure', ['c', 'confirmed', '5']).node.word, 'commit');
   assert.deepEqual(resolve('operational', ['show', 'q', 'x']).args, ['x'], 'arguments are left for the command to judge');
-  assert.throws(() => resolve('operational', ['s']), /"s" is ambiguous: show/);
+  assert.throws(() => resolve('configure', ['s']), /"s" is ambiguous: set, show/);
+  assert.throws(() => resolve('operational', ['s']), /incomplete command/, 'a unique prefix is the command');
   assert.throws(() => resolve('operational', ['frobnicate']), /unknown command "frobnicate"/);
   assert.throws(() => resolve('operational', ['queue']), /incomplete command/);
   assert.throws(() => resolve('operational', []), (e: Error) => e instanceof UsageError && /type \? for help/.test(e.message));
