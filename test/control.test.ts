@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startSink, closedPort } from './helpers/sink.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { startStoredMoat } from './helpers/control.ts';
-import { startDns } from './helpers/dns.ts';
+import { startDns } from './helpers/dns-mx.ts';
 import { ControlError } from '../firmware/control/client.ts';
 
 async function sendMail(port: number, to: string, subject = 'hello'): Promise<string> {
@@ -267,8 +267,8 @@ test('queue hold keeps a message from delivery across a restart; release deliver
 
 test('log tail, test delivery through the queue, and an MX lookup against a DNS server on loopback', async () => {
   const sink = await startSink();
-  const dns = await startDns({ 'example.net': [{ exchange: 'mx2.example.net', priority: 20 }, { exchange: 'mx1.example.net', priority: 10 }] });
-  const m = await startStoredMoat(sink.port, { daemon: { dnsServers: [dns.address] } });
+  const dns = await startDns({ 'example.net': { MX: [{ exchange: 'mx2.example.net', priority: 20 }, { exchange: 'mx1.example.net', priority: 10 }] } });
+  const m = await startStoredMoat(sink.port, { daemon: { dnsServers: [dns.server] } });
   try {
     const ctl = await m.client();
     const t = await ctl.request<{ queueId: string }>('test.delivery', { to: 'postmaster@example.com' });
@@ -284,7 +284,7 @@ test('log tail, test delivery through the queue, and an MX lookup against a DNS 
       { exchange: 'mx1.example.net', priority: 10 },
       { exchange: 'mx2.example.net', priority: 20 },
     ]);
-    assert.ok(dns.queries.includes('example.net'));
+    assert.ok(dns.asked.includes('MX example.net'));
     const none = await ctl.request<{ mx: unknown[]; note: string }>('dns.mx', { domain: 'nowhere.test' });
     assert.deepEqual(none.mx, []);
     assert.equal(none.note, 'no such domain');

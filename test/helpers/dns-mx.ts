@@ -1,17 +1,20 @@
-// A real DNS server on loopback (UDP) that answers MX queries from a table; NXDOMAIN for the rest.
+// A real DNS server on loopback (UDP) that answers MX queries from a zone; NXDOMAIN for names it
+// does not have. Same call shape as the policy tests' DNS helper (startDns(zone) → server, asked),
+// so either serves the control socket's DNS test.
 import { createSocket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 
-export type DnsServer = { address: string; queries: string[]; close(): Promise<void> };
+export type MxZone = Record<string, { MX?: Array<{ exchange: string; priority: number }> }>;
+export type DnsServer = { server: string; asked: string[]; close(): Promise<void> };
 
 function encodeName(name: string): Buffer {
   const parts = name.split('.').filter(Boolean).map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'ascii')]));
   return Buffer.concat([...parts, Buffer.from([0])]);
 }
 
-export async function startDns(mx: Record<string, Array<{ exchange: string; priority: number }>>): Promise<DnsServer> {
+export async function startDns(zone: MxZone): Promise<DnsServer> {
   const sock = createSocket('udp4');
-  const queries: string[] = [];
+  const asked: string[] = [];
   sock.on('message', (q, peer) => {
     if (q.length < 17) return;
     let off = 12;
@@ -23,9 +26,9 @@ export async function startDns(mx: Record<string, Array<{ exchange: string; prio
     const qEnd = off + 5;
     const name = labels.join('.').toLowerCase();
     const qtype = q.readUInt16BE(off + 1);
-    queries.push(name);
-    const records = qtype === 15 ? mx[name] : undefined;
-    const known = Object.hasOwn(mx, name);
+    asked.push(`${qtype === 15 ? 'MX' : qtype} ${name}`);
+    const records = qtype === 15 ? zone[name]?.MX : undefined;
+    const known = Object.hasOwn(zone, name);
     const header = Buffer.alloc(12);
     q.copy(header, 0, 0, 2);
     header.writeUInt16BE(0x8180 | (known ? 0 : 3), 2);
@@ -45,5 +48,5 @@ export async function startDns(mx: Record<string, Array<{ exchange: string; prio
   });
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   const { port } = sock.address() as AddressInfo;
-  return { address: `127.0.0.1:${port}`, queries, close: () => new Promise((r) => sock.close(() => r())) };
+  return { server: `127.0.0.1:${port}`, asked, close: () => new Promise((r) => sock.close(() => r())) };
 }
