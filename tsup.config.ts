@@ -4,7 +4,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { moatd: 'firmware/moatd.ts', 'moat-dev': 'firmware/dev/dev.ts' },
+  entry: { moatd: 'firmware/moatd.ts', 'moat-dev': 'firmware/dev/dev.ts', 'moat-panel': 'firmware/moat-panel.ts', 'moat-ctl': 'firmware/moat-ctl.ts' },
   format: ['esm'],
   target: 'node24',
   platform: 'node',

@@ -5,33 +5,87 @@
  * inbound listener, and shuts all of it down in order. Takes a validated,
  * frozen Config; reads no globals. Called by moatd.ts (the CLI), the
  * development launcher and the end-to-end tests.
+ *
+ * A new configuration is applied without a restart (apply/prepare): the
+ * listening socket stays, and each new connection is handed to the inbound
+ * server built for the configuration current when it arrived; sessions in
+ * flight finish on the server they started with. The listener is rebound only
+ * when inbound.listen changes. New deliveries and recipient checks use the
+ * new settings; storage.* needs a restart (the spool is opened once).
+ * With a configuration store (moatd.ts passes one) it also runs the control
+ * socket (control/server.ts), which commits through the store and applies here.
  */
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { Config } from './config/schema.ts';
+import type { ConfigStore } from './config/store.ts';
+import { writeNetworkFiles } from './config/network-files.ts';
+import { startControl, type ControlServer } from './control/server.ts';
 import { InternalDelivery } from './delivery/internal.ts';
+import { Health } from './health/health.ts';
 import type { Logger } from './log/logger.ts';
+import type { LogRing } from './log/ring.ts';
 import { RecipientDirectory } from './policy/recipients.ts';
 import { QueueManager } from './queue/manager.ts';
 import { Spool } from './queue/spool.ts';
 import { createInbound, loadTls } from './smtp/inbound.ts';
+import type { MoatSMTPServer } from './smtp/server-hooks.ts';
 import { orderServers } from './delivery/internal.ts';
 import { readFileSync } from 'node:fs';
-import { ScanService } from './scan/build.ts';
+import { ScanService, loadSignatures } from './scan/build.ts';
 import { DnsResolver } from './dns/resolver.ts';
 import { Policy } from './policy/policy.ts';
 
 export type Daemon = {
   port: number;
-  /** The scan chain's long-lived part; reloadSignatures() on SIGHUP. */
-  scan: ScanService;
+  /** The scan chain of the current configuration. */
+  readonly scan: ScanService;
+  /** Reads the signature files again (SIGHUP); the old set stays if the new one is unusable. */
+  reloadSignatures(): Promise<void>;
   spool: Spool;
   queue: QueueManager;
+  health: Health;
+  /** The configuration new work uses. */
+  readonly config: Config;
+  /** Builds everything a configuration needs (and binds a changed listener) without switching to it. */
+  prepare(config: Config): Promise<Prepared>;
+  /** prepare() and activate() in one. */
+  apply(config: Config): Promise<void>;
+  /** The control socket, when the daemon runs with a store. */
+  control?: ControlServer;
   close(): Promise<void>;
 };
 
-export async function startDaemon(config: Config, log: Logger, opts: { tls?: { key: Buffer; cert: Buffer } } = {}): Promise<Daemon> {
+export type Prepared = {
+  /** Settings that changed but apply only at the next start. */
+  restartNeeded: string[];
+  activate(): void;
+  discard(): void;
+};
+
+export type DaemonOptions = {
+  tls?: { key: Buffer; cert: Buffer };
+  /** The configuration store: enables the control socket and committing. */
+  store?: ConfigStore<Config>;
+  /** The log's ring buffer, for the control socket's log.tail. */
+  ring?: LogRing;
+  health?: Health;
+  /** DNS servers for the control socket's DNS test ("IP" or "IP:PORT"); default: the system's. */
+  dnsServers?: string[];
+  /** Document committed by "factory-reset"; without it the command is refused. */
+  factory?: unknown;
+};
+
+type Generation = {
+  config: Config;
+  server: MoatSMTPServer;
+  delivery: InternalDelivery;
+  scan: ScanService;
+};
+
+export async function startDaemon(config: Config, log: Logger, opts: DaemonOptions = {}): Promise<Daemon> {
+  const health = opts.health ?? new Health();
   // signatures first: a configured file that cannot be used stops the start, before anything is opened
-  const scan = await ScanService.create(config, log);
+  let signatures = await loadSignatures(config, log);
   const spool = await Spool.open({
     dataDir: config.storage.dataDir,
     segmentBytes: config.storage.segmentBytes,
@@ -39,52 +93,178 @@ export async function startDaemon(config: Config, log: Logger, opts: { tls?: { k
     syncDelayMs: config.storage.syncDelayMs,
     log,
   });
-  const delivery = new InternalDelivery(config, log);
-  const queue = new QueueManager({ config, spool, delivery, log });
-  const probeTargets = orderServers(config.internal.servers, () => 0).map((s) => ({
-    host: s.host,
-    port: s.port,
-    tls: s.tls,
-    rejectUnauthorized: s.verifyCertificate,
-    ...(s.caFile ? { ca: readFileSync(s.caFile, 'utf8') } : {}),
-    ...(s.servername ? { servername: s.servername } : {}),
-  }));
-  const recipients = new RecipientDirectory(config.inbound.recipients, () => probeTargets, { heloName: config.hostname });
-  // the anti-abuse policy, and the DNS resolver every lookup uses
-  const resolver = new DnsResolver(config.dns);
-  const policy = new Policy(config, resolver, log);
-  const server = createInbound({
-    config,
-    spool,
-    recipients,
-    scan,
-    log,
-    policy,
-    accepted: (m) => queue.enqueue(m),
-    tls: opts.tls ?? loadTls(config.inbound.tls),
-  });
-  queue.start();
-  const { host, port } = config.inbound.listen;
-  await new Promise<void>((resolve, reject) => {
-    server.server.once('error', reject);
-    server.listen(port, host, () => {
-      server.server.off('error', reject);
-      resolve();
+  let queue: QueueManager | null = null;
+
+  function build(config: Config, tls?: { key: Buffer; cert: Buffer }, db = signatures): Generation {
+    const delivery = new InternalDelivery(config, log);
+    const scan = new ScanService(config, log, db);
+    // the anti-abuse policy and the DNS resolver every lookup uses; built anew with each
+    // configuration, so its counters and temporary blocks start afresh after a commit
+    const policy = new Policy(config, new DnsResolver(config.dns), log);
+    const probeTargets = orderServers(config.internal.servers, () => 0).map((s) => ({
+      host: s.host,
+      port: s.port,
+      tls: s.tls,
+      rejectUnauthorized: s.verifyCertificate,
+      ...(s.caFile ? { ca: readFileSync(s.caFile, 'utf8') } : {}),
+      ...(s.servername ? { servername: s.servername } : {}),
+    }));
+    const recipients = new RecipientDirectory(config.inbound.recipients, () => probeTargets, { heloName: config.hostname });
+    const server = createInbound({
+      config,
+      spool,
+      recipients,
+      scan,
+      log,
+      policy,
+      accepted: (m) => queue!.enqueue(m),
+      tls: tls ?? loadTls(config.inbound.tls),
     });
-  });
-  const bound = (server.server.address() as AddressInfo).port;
-  log.info({ ev: 'listening', address: host, port: bound, queued: spool.messages.size }, 'listening');
-  return {
-    port: bound,
-    scan,
+    return { config, server, delivery, scan };
+  }
+
+  let current = build(config, opts.tls);
+  queue = new QueueManager({ config, spool, delivery: current.delivery, log });
+  /** Generations still serving sessions. */
+  const generations = new Set<Generation>([current]);
+  const listeners = new Set<net.Server>();
+  /** Listeners replaced by a rebind: closed to new connections, their sessions still running. */
+  const retired: Array<Promise<void>> = [];
+
+  const listen = async (l: Config['inbound']['listen']): Promise<net.Server> => {
+    const listener = net.createServer((socket) => {
+      const gen = current;
+      gen.server.server.emit('connection', socket);
+      socket.once('close', () => {
+        if (gen !== current && gen.server.connections.size === 0) generations.delete(gen);
+      });
+    });
+    listener.on('error', (e) => log.error({ ev: 'listener-error', err: e.message }, 'listener error'));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(l.port, l.host, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    listeners.add(listener);
+    return listener;
+  };
+
+  queue.start();
+  let listener = await listen(config.inbound.listen);
+  const bound = () => (listener.address() as AddressInfo).port;
+  log.info({ ev: 'listening', address: config.inbound.listen.host, port: bound(), queued: spool.messages.size }, 'listening');
+
+  const networkFiles = async (c: Config) => {
+    try {
+      const written = await writeNetworkFiles(c.network, c.hostname);
+      if (written.length) log.info({ ev: 'network-files', files: written }, 'network settings written');
+      health.clear('network-files');
+    } catch (e) {
+      health.raise('network-files', `cannot write the network settings: ${(e as Error).message}`);
+      log.error({ ev: 'network-files', err: (e as Error).message }, 'cannot write the network settings');
+    }
+  };
+  await networkFiles(config);
+
+  const prepare = async (next: Config): Promise<Prepared> => {
+    // changed signature settings are loaded now: a file that cannot be used refuses the commit
+    const sameSignatures = JSON.stringify(next.scan.signatures) === JSON.stringify(current.config.scan.signatures);
+    const db = sameSignatures ? signatures : await loadSignatures(next, log);
+    const gen = build(next, undefined, db);
+    const restartNeeded = (['dataDir', 'segmentBytes', 'minFreeBytes', 'syncDelayMs'] as const)
+      .filter((k) => next.storage[k] !== current.config.storage[k])
+      .map((k) => `storage.${k}`);
+    if (next.control.socket !== current.config.control.socket) restartNeeded.push('control.socket');
+    const a = current.config.inbound.listen;
+    const b = next.inbound.listen;
+    let fresh: net.Server | null = null;
+    if (a.host !== b.host || a.port !== b.port) {
+      try {
+        fresh = await listen(b);
+      } catch (e) {
+        gen.delivery.close();
+        throw new Error(`cannot listen on ${b.host}:${b.port}: ${(e as Error).message}`);
+      }
+    }
+    let done = false;
+    return {
+      restartNeeded,
+      activate() {
+        if (done) return;
+        done = true;
+        const old = current;
+        current = gen;
+        signatures = db;
+        generations.add(gen);
+        if (old.server.connections.size === 0) generations.delete(old);
+        queue!.reconfigure(next, gen.delivery);
+        log.level = next.log.level;
+        if (fresh) {
+          const was = listener;
+          listener = fresh;
+          listeners.delete(was);
+          retired.push(new Promise<void>((resolve) => was.close(() => resolve()))); // sessions on it go on; only new connections stop
+          log.info({ ev: 'listening', address: b.host, port: bound() }, 'listening');
+        }
+        log.info({ ev: 'config-applied', localDomains: next.inbound.localDomains.length, restartNeeded }, 'configuration applied');
+        void networkFiles(next);
+      },
+      discard() {
+        if (done) return;
+        done = true;
+        gen.delivery.close();
+        if (fresh) {
+          listeners.delete(fresh);
+          fresh.close();
+        }
+      },
+    };
+  };
+
+  const daemon: Daemon = {
+    get port() {
+      return bound();
+    },
+    get scan() {
+      return current.scan;
+    },
+    async reloadSignatures() {
+      await current.scan.reloadSignatures();
+      signatures = current.scan.database;
+    },
     spool,
     queue,
+    health,
+    get config() {
+      return current.config;
+    },
+    prepare,
+    async apply(next) {
+      (await prepare(next)).activate();
+    },
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await queue.stop();
-      delivery.close();
+      await daemon.control?.close();
+      const closing = [...listeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
+      for (const g of generations) g.server.close(() => undefined);
+      await Promise.all([...closing, ...retired]);
+      await queue!.stop();
+      for (const g of generations) g.delivery.close();
+      current.delivery.close();
       await spool.close();
       log.info({ ev: 'stopped' }, 'stopped');
     },
   };
+  if (opts.store) {
+    daemon.control = await startControl({
+      daemon,
+      store: opts.store,
+      log,
+      ...(opts.ring ? { ring: opts.ring } : {}),
+      ...(opts.dnsServers ? { dnsServers: opts.dnsServers } : {}),
+      ...(opts.factory !== undefined ? { factory: opts.factory } : {}),
+    });
+  }
+  return daemon;
 }

@@ -3,16 +3,25 @@
  *
  *   node dist/moatd.js --config /data/moat/config.json
  *
- * Reads and validates the configuration (a clear message naming each bad
- * setting, exit status 2), then runs until SIGTERM or SIGINT, when it stops
+ * Opens the configuration store on FILE (config/store.ts: FILE is the running
+ * configuration, its revisions live in FILE.d/). A damaged FILE falls back to
+ * the newest valid revision and is reported as a fault by `status`; nothing
+ * usable stops it at once (a message naming each bad setting, exit status 2).
+ * The first start with a good FILE and no revisions records it as revision 1,
+ * so that there is always something to fall back on. Then it runs, with the
+ * control socket at control.socket, until SIGTERM or SIGINT, when it stops
  * taking connections, lets deliveries in flight finish and closes the spool.
  * SIGHUP reloads the signature files.
+ * `--factory FILE` names the document `factory-reset` commits.
  */
 import './runtime.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, parseConfig } from './config/schema.ts';
+import { parseConfig, type Config } from './config/schema.ts';
+import { ConfigStore, type StoreLog } from './config/store.ts';
 import { createLogger } from './log/logger.ts';
+import { LogRing } from './log/ring.ts';
+import { Health } from './health/health.ts';
 import { startDaemon } from './daemon.ts';
 
 function fail(msg: string, code = 2): never {
@@ -22,33 +31,53 @@ function fail(msg: string, code = 2): never {
 
 const { values } = (() => {
   try {
-    return parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    return parseArgs({ options: { config: { type: 'string', short: 'c' }, factory: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
   } catch (e) {
     return fail((e as Error).message);
   }
 })();
 if (values.help) {
-  process.stdout.write('usage: moatd --config FILE\n');
+  process.stdout.write('usage: moatd --config FILE [--factory FILE]\n');
   process.exit(0);
 }
 if (!values.config) fail('missing --config FILE');
 
-let doc: unknown;
+// the store logs before the logger exists (its level is in the configuration): keep those lines until then
+const early: Array<['info' | 'warn', object, string]> = [];
+let storeSink: StoreLog | null = null;
+const storeLog: StoreLog = {
+  info: (o, m) => (storeSink ? storeSink.info(o, m) : early.push(['info', o, m])),
+  warn: (o, m) => (storeSink ? storeSink.warn(o, m) : early.push(['warn', o, m])),
+};
+let store: ConfigStore<Config>;
 try {
-  doc = JSON.parse(readFileSync(values.config, 'utf8'));
+  store = await ConfigStore.open<Config>(values.config, { validate: parseConfig, log: storeLog });
 } catch (e) {
   fail(`cannot read configuration ${values.config}: ${(e as Error).message}`);
 }
-let config;
-try {
-  config = parseConfig(doc);
-} catch (e) {
-  if (e instanceof ConfigError) fail(`${values.config}: ${e.message}`);
-  throw e;
+let factory: unknown;
+if (values.factory) {
+  try {
+    factory = JSON.parse(readFileSync(values.factory, 'utf8'));
+    parseConfig(factory);
+  } catch (e) {
+    fail(`factory configuration ${values.factory}: ${(e as Error).message}`);
+  }
 }
 
-const log = createLogger(config.log.level);
-const daemon = await startDaemon(config, log).catch((e: Error) => fail(`cannot start: ${e.message}`, 1));
+const config = store.config;
+const ring = new LogRing();
+const log = createLogger(config.log.level, undefined, ring);
+storeSink = log;
+for (const [level, o, m] of early.splice(0)) log[level](o, m);
+const health = new Health();
+if (store.recovery.recovered) {
+  health.raise('config-recovered', `running configuration was damaged (${store.recovery.reason}); revision ${store.recovery.revision} restored`);
+}
+if (store.revisions().length === 0) await store.commit(store.document, { user: 'moatd', comment: 'initial revision' });
+const daemon = await startDaemon(config, log, { store, ring, health, ...(factory !== undefined ? { factory } : {}) }).catch((e: Error) =>
+  fail(`cannot start: ${e.message}`, 1),
+);
 let stopping = false;
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {
@@ -63,7 +92,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
 }
 // SIGHUP: read the signature files again (after an update); the old set stays if the new one is unusable
 process.on('SIGHUP', () => {
-  daemon.scan.reloadSignatures().then(
+  daemon.reloadSignatures().then(
     () => log.info({ ev: 'signatures-reloaded', ...daemon.scan.signatures }, 'signatures reloaded'),
     (e: Error) => log.error({ ev: 'signatures-reload-failed', err: e.message }, 'signature reload failed; the previous set stays'),
   );

@@ -4,7 +4,8 @@
 # `node` package), openssl for certificates, util-linux for mount (spool-full
 # tests mount a small tmpfs), strace (a test checks the order of fsync and
 # rename), clamav-daemon (the scan tests run a real clamd on a tiny
-# signature database of their own; no download). Then the project's own
+# signature database of their own; no download), socat (the console tests
+# drive moat-panel through a pseudo-terminal pair). Then the project's own
 # packages, exactly as locked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v strace >/dev/null 2>&1 || need+=(strace)   # a test watches the config store's fsync order
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)   # the scan tests start a real clamd with a small database
+command -v socat >/dev/null 2>&1 || need+=(socat)     # console tests and dev.sh: a pseudo-terminal pair
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian" >&2
   apt-get update -qq

@@ -43,6 +43,7 @@ async function writeConfig(dataDir: string, serverPort: number, extra: Record<st
       inbound: { listen: '127.0.0.1:0', localDomains: ['example.com'] },
       internal: { servers: [{ host: '127.0.0.1', port: serverPort, tls: 'none' }], connectTimeoutMs: 1000 },
       storage: { dataDir, minFreeBytes: 1048576 },
+      control: { socket: join(dataDir, 'control.sock') },
       ...extra,
     }),
   );

@@ -439,6 +439,55 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** The anti-abuse policy (policy/): ordered checks per SMTP phase and their settings. */
   policy: policySchema.prefault({}),
+  // --- issue 6: console, control socket, administrator, the appliance's own network ---
+  /** The serial console (moat-panel): 8N1 on this device. */
+  console: z
+    .strictObject({
+      device: z.string().min(1).default('/dev/serial0'),
+      baudRate: z
+        .number()
+        .int()
+        .refine((b) => [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600].includes(b), { message: 'expected one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600' })
+        .default(115_200),
+      /** A logged-in console with no keystroke for this long logs out. */
+      idleTimeoutMs: ms.min(1000).default(600_000),
+      /** Lines shown before "--More--"; 0 never pages. */
+      pageLines: z.number().int().min(0).max(1000).default(24),
+    })
+    .prefault({}),
+  /** moatd's control socket (moat-panel and `moat ctl` speak to it). */
+  control: z
+    .strictObject({
+      socket: z.string().min(1).max(100).default('/run/moat/control.sock'),
+    })
+    .prefault({}),
+  /** The console's administrator. Without a password hash the factory password `moat` applies and must be changed at the first login. */
+  admin: z
+    .strictObject({
+      passwordHash: z
+        .string()
+        .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, { message: 'expected a hash made by the console (scrypt$N$r$p$salt$hash)' })
+        .optional(),
+      mustChangePassword: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** The appliance's own network settings, written on commit as OS network files (see README). */
+  network: z
+    .strictObject({
+      interface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: 'expected an interface name such as eth0' }).default('eth0'),
+      /** dhcp: address, gateway and DNS servers from DHCP; static: the settings below. */
+      mode: z.enum(['dhcp', 'static']).default('dhcp'),
+      address: z.string().refine((a) => isIP(a) !== 0, { message: 'expected an IP address' }).optional(),
+      prefix: z.number().int().min(0).max(128).optional(),
+      gateway: z.string().refine((a) => isIP(a) !== 0, { message: 'expected an IP address' }).optional(),
+      dnsServers: z.array(z.string().refine((a) => isIP(a) !== 0, { message: 'expected an IP address' })).max(3).default([]),
+      /** The appliance's host name (/etc/hostname); default: the first label of `hostname`. */
+      hostname: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { message: 'expected a single host name label such as moat' }).optional(),
+      ntpServers: z.array(host).max(8).default([]),
+      /** Where the files are written: / on the appliance (etc/… under it); a folder under .dev/ in development. Empty: not written. */
+      filesRoot: z.string().default(''),
+    })
+    .prefault({}),
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -501,5 +550,10 @@ export function parseConfig(doc: unknown): Config {
   if (c.queue.maxRetryMs < c.queue.minRetryMs) throw new ConfigError(['queue.maxRetryMs: must not be below queue.minRetryMs']);
   if (c.inbound.recipients.mode === 'list' && c.inbound.recipients.list.length === 0)
     throw new ConfigError(['inbound.recipients.list: mode "list" needs at least one entry']);
+  if (c.network.mode === 'static') {
+    const missing = (['address', 'prefix'] as const).filter((k) => c.network[k] === undefined);
+    if (missing.length) throw new ConfigError(missing.map((k) => `network.${k}: mode "static" needs it`));
+    if (c.network.prefix! > (isIP(c.network.address!) === 4 ? 32 : 128)) throw new ConfigError([`network.prefix: ${c.network.prefix} is too long for ${c.network.address}`]);
+  }
   return deepFreeze(c);
 }

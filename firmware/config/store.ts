@@ -41,9 +41,9 @@
  * - Be used by two committing processes at once: there is no inter-process
  *   lock. One process owns it.
  *
- * Who calls it: nobody yet. Issue 6: moatd opens it at start-up and owns it;
+ * Who calls it: moatd.ts opens it at start-up and daemon.ts owns it;
  * moat-panel (serial console) and `moat ctl` reach it through moatd's control
- * socket (config get/set/commit/rollback/compare). The health model reads
+ * socket (control/server.ts: config get/set/commit/rollback/compare). The health model reads
  * `recovery` and revisions() (`ok: false` marks a damaged revision).
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -100,10 +100,10 @@ function isErrno(e: unknown, code: string): boolean {
 const TEMP_MARK = '.tmp-';
 
 /** Writes `data` to `path` durably: unique temp (0600) → write → fsync → rename → fsync dir. */
-export async function writeFileDurably(fs: StoreFs, path: string, data: string): Promise<void> {
+export async function writeFileDurably(fs: StoreFs, path: string, data: string, mode = 0o600): Promise<void> {
   const dir = dirname(path);
   const temp = join(dir, `${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`);
-  const fh = await fs.open(temp, 'wx', 0o600);
+  const fh = await fs.open(temp, 'wx', mode);
   try {
     try {
       await fh.writeFile(data);
@@ -402,6 +402,12 @@ export class ConfigStore<T, D = unknown> {
       const file = await this.readRevision(n);
       return this.doCommit(file.config as D, { user: meta.user, comment: meta.comment ?? `rollback to revision ${n}` });
     });
+  }
+
+  /** The document of a kept revision (a number, or `{ back: k }` as for rollback), checked against its checksum. */
+  async revisionDocument(target: number | { back: number }): Promise<{ revision: number; config: D }> {
+    const n = this.resolve(target);
+    return { revision: n, config: (await this.readRevision(n)).config as D };
   }
 
   /** Line diff from revision a to revision b ('running': the running document). */

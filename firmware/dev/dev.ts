@@ -5,18 +5,24 @@
  * Starts, in one process: a stand-in internal mail server on 127.0.0.1:2222
  * that saves every message it receives as .dev/sink/*.eml and says so, and
  * moatd on 127.0.0.1:2525 with a self-signed certificate for STARTTLS (made
- * with openssl on first start), relaying for example.com. Everything lives
- * under .dev/ (or $MOAT_DEV_DIR). Never used on an appliance: the firmware's
- * own entry point is moatd.ts.
+ * with openssl on first start), relaying for example.com, with its
+ * configuration store and control socket, and moat-panel (dist/moat-panel.js,
+ * a child process) on one end of a socat pseudo-terminal pair, so the serial
+ * console can be tried with screen or socat on the other end. Network files go
+ * to .dev/os/. Everything lives under .dev/ (or $MOAT_DEV_DIR). Never used on
+ * an appliance: the firmware's own entry points are moatd.ts and moat-panel.ts.
  */
 import '../runtime.ts';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SMTPServer } from 'smtp-server';
-import { parseConfig } from '../config/schema.ts';
+import { parseConfig, type Config } from '../config/schema.ts';
+import { ConfigStore } from '../config/store.ts';
 import { startDaemon } from '../daemon.ts';
 import { createLogger } from '../log/logger.ts';
+import { LogRing } from '../log/ring.ts';
 
 const dir = resolve(process.env.MOAT_DEV_DIR ?? '.dev');
 const sinkDir = join(dir, 'sink');
@@ -47,6 +53,9 @@ if (!existsSync(configFile)) {
         queue: { minRetryMs: 5000, maxRetryMs: 60000 },
         storage: { dataDir: join(dir, 'data'), minFreeBytes: 16777216 },
         log: { level: 'info' },
+        console: { device: join(dir, 'tty-panel') },
+        control: { socket: join(dir, 'control.sock') },
+        network: { filesRoot: join(dir, 'os') },
       },
       null,
       2,
@@ -77,15 +86,36 @@ const sink = new SMTPServer({
 sink.on('error', () => undefined);
 await new Promise<void>((r) => sink.listen(2222, '127.0.0.1', () => r()));
 
-const config = parseConfig(JSON.parse(readFileSync(configFile, 'utf8')));
-const log = createLogger(config.log.level);
-const daemon = await startDaemon(config, log);
+const store = await ConfigStore.open<Config>(configFile, { validate: parseConfig });
+if (store.revisions().length === 0) await store.commit(store.document, { user: 'dev', comment: 'initial revision' });
+const config = store.config;
+const ring = new LogRing();
+const log = createLogger(config.log.level, undefined, ring);
+const daemon = await startDaemon(config, log, { store, ring });
+
+// the serial console: moat-panel on one end of a pseudo-terminal pair, you on the other
+const children: ChildProcess[] = [];
+const tty = join(dir, 'tty');
+let consoleNote = 'serial console: not started (socat is missing: apt-get install socat)';
+try {
+  execFileSync('socat', ['-V'], { stdio: 'ignore' });
+  const socat = spawn('socat', [`pty,raw,echo=0,link=${config.console.device}`, `pty,raw,echo=0,link=${tty}`], { stdio: 'ignore' });
+  children.push(socat);
+  for (let i = 0; i < 100 && !(existsSync(config.console.device) && existsSync(tty)); i++) await new Promise((r) => setTimeout(r, 20));
+  const panelJs = join(dirname(fileURLToPath(import.meta.url)), 'moat-panel.js');
+  children.push(spawn(process.execPath, [panelJs, '--config', configFile, '--dev'], { stdio: ['ignore', 'inherit', 'inherit'] }));
+  consoleNote = `serial console: screen ${tty} 115200   (or: socat -,raw,echo=0 ${tty}); log in as admin, password moat`;
+} catch {
+  /* no socat: the gateway runs without its console */
+}
 process.stderr.write(
   [
     '',
     `moat development gateway: SMTP on 127.0.0.1:${daemon.port} (STARTTLS, self-signed), relaying for example.com`,
     'stand-in internal mail server on 127.0.0.1:2222, messages saved in ' + sinkDir,
-    `configuration: ${configFile}`,
+    `configuration: ${configFile} (revisions in ${configFile}.d/), control socket ${config.control.socket}`,
+    consoleNote,
+    `moat ctl:       node dist/moat-ctl.js --config ${configFile} show status`,
     '',
     'Try it:  swaks --server 127.0.0.1:2525 --from you@example.net --to user@example.com --tls',
     '         swaks --server 127.0.0.1:2525 --from you@example.net --to user@elsewhere.net   (refused: 554 5.7.1)',
@@ -95,5 +125,6 @@ process.stderr.write(
 );
 for (const sig of ['SIGINT', 'SIGTERM'] as const)
   process.once(sig, () => {
+    for (const c of children) c.kill('SIGTERM');
     void daemon.close().then(() => sink.close(() => process.exit(0)));
   });

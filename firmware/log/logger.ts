@@ -6,10 +6,13 @@
  * message text. Called by moatd at start-up; everything else receives a child.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
+import type { LogRing } from './ring.ts';
 
 export type { Logger };
 
-export function createLogger(level: string, dest?: DestinationStream): Logger {
+/** `ring`, when given, keeps the last lines for `show log` (log/ring.ts). */
+export function createLogger(level: string, dest?: DestinationStream, ring?: LogRing): Logger {
+  const out = dest ?? pino.destination({ fd: 1, sync: false });
   return pino(
     {
       level,
@@ -18,7 +21,7 @@ export function createLogger(level: string, dest?: DestinationStream): Logger {
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['password', '*.password', 'pass', '*.pass', 'key', '*.key'], censor: '[secret]' },
     },
-    dest ?? pino.destination({ fd: 1, sync: false }),
+    ring ? ring.tee(out) : out,
   );
 }
 

@@ -14,9 +14,16 @@
  * have no route until outbound delivery exists; they wait in the queue and
  * expire like any undeliverable mail.
  *
+ * The administrator may hold a message (it stays queued, is never tried, and
+ * the hold is recorded in the spool's state log, so it survives a restart),
+ * release it, or delete it (every open recipient marked failed, no DSN).
+ * A new configuration (reconfigure) applies to attempts that start after it;
+ * attempts in flight finish with the delivery they started with.
+ *
  * Must never drop a message without a final answer for every recipient, and
  * never mark one done before that answer is recorded in the spool.
- * Called by moatd.ts (start, enqueue, flush, stop).
+ * Called by moatd.ts (start, enqueue, flush, stop) and the control socket
+ * (list, hold, release, delete, flush).
  */
 import type { Config } from '../config/schema.ts';
 import { buildDsn, type DsnRecipient } from '../delivery/dsn.ts';
@@ -35,12 +42,12 @@ export type ManagerDeps = {
 };
 
 export class QueueManager {
-  private readonly cfg: Config;
+  private cfg: Config;
   private readonly spool: Spool;
-  private readonly delivery: InternalDelivery;
+  private delivery: InternalDelivery;
   private readonly log: Logger;
   private readonly now: () => number;
-  private readonly localDomains: Set<string>;
+  private localDomains: Set<string>;
   private ready: QueuedMessage[] = [];
   private deferred = new MinHeap<QueuedMessage>((a, b) => a.nextAttemptAt - b.nextAttemptAt);
   private inFlight = new Set<string>();
@@ -62,6 +69,7 @@ export class QueueManager {
   start(): void {
     const t = this.now();
     for (const m of this.spool.messages.values()) {
+      if (m.held) continue;
       if (m.nextAttemptAt <= t) this.ready.push(m);
       else this.deferred.push(m);
     }
@@ -80,8 +88,87 @@ export class QueueManager {
     this.pump();
   }
 
-  stats(): { ready: number; deferred: number; active: number } {
-    return { ready: this.ready.length, deferred: this.deferred.size, active: this.inFlight.size };
+  stats(): { ready: number; deferred: number; active: number; held: number } {
+    let held = 0;
+    for (const m of this.spool.messages.values()) if (m.held) held++;
+    return { ready: this.ready.length, deferred: this.deferred.size, active: this.inFlight.size, held };
+  }
+
+  /** Queued messages, oldest first, at most `limit`. */
+  list(limit: number): { total: number; messages: QueueEntry[] } {
+    const out: QueueEntry[] = [];
+    for (const m of this.spool.messages.values()) {
+      if (out.length >= limit) break;
+      out.push({
+        id: m.id,
+        from: m.envelope.from,
+        to: m.envelope.to.filter((_, i) => m.rcpts[i]?.status === 'pending'),
+        size: m.size,
+        arrivedAt: new Date(m.envelope.arrivedAt).toISOString(),
+        attempts: m.attempts,
+        state: m.held ? 'held' : this.inFlight.has(m.id) ? 'active' : m.attempts > 0 ? 'deferred' : 'ready',
+        ...(m.rcpts.find((r) => r.status === 'pending')?.reply ? { lastReply: m.rcpts.find((r) => r.status === 'pending')!.reply! } : {}),
+      });
+    }
+    return { total: this.spool.messages.size, messages: out };
+  }
+
+  /** Holds a queued message: it is not tried until released. Recorded durably. */
+  async hold(id: string): Promise<void> {
+    const m = this.find(id);
+    if (m.held) return;
+    this.unlist(m);
+    this.spool.update(m, { held: true });
+    await this.spool.syncState();
+    this.log.info({ ev: 'held', queueId: id }, 'message put on hold');
+  }
+
+  /** Releases a held message; it is tried at once. */
+  async release(id: string): Promise<void> {
+    const m = this.find(id);
+    if (!m.held) throw new QueueAdminError('not-held', `message ${id} is not on hold`);
+    this.spool.update(m, { held: false, next: this.now() });
+    await this.spool.syncState();
+    this.log.info({ ev: 'released', queueId: id }, 'message released from hold');
+    if (!this.inFlight.has(id)) this.ready.push(m);
+    this.pump();
+  }
+
+  /** Deletes a queued message without delivering it (no DSN). Refused while it is being delivered. */
+  async delete(id: string): Promise<void> {
+    const m = this.find(id);
+    if (this.inFlight.has(id)) throw new QueueAdminError('busy', `message ${id} is being delivered now; try again in a moment`);
+    this.unlist(m);
+    const changes: Array<[number, RcptStatus, string?]> = [];
+    m.rcpts.forEach((r, i) => r.status === 'pending' && changes.push([i, 'failed', '5.0.0 Deleted from the queue by the administrator']));
+    this.spool.update(m, { rcpts: changes });
+    await this.spool.syncState();
+    this.log.info({ ev: 'deleted', queueId: id, rcpts: changes.length }, 'message deleted from the queue');
+  }
+
+  /**
+   * A new configuration: attempts that start from now on use `delivery`;
+   * the old delivery is closed once the attempts that use it have finished.
+   */
+  reconfigure(config: Config, delivery: InternalDelivery): void {
+    const old = this.delivery;
+    const running = [...this.activeRuns];
+    this.cfg = config;
+    this.delivery = delivery;
+    this.localDomains = new Set(config.inbound.localDomains);
+    if (old !== delivery) void Promise.allSettled(running).then(() => old.close());
+    this.pump();
+  }
+
+  private find(id: string): QueuedMessage {
+    const m = this.spool.messages.get(id as QueuedMessage['id']);
+    if (!m) throw new QueueAdminError('not-found', `no queued message ${id}`);
+    return m;
+  }
+
+  private unlist(m: QueuedMessage): void {
+    this.ready = this.ready.filter((x) => x !== m);
+    this.deferred.remove((x) => x === m);
   }
 
   async stop(): Promise<void> {
@@ -94,7 +181,7 @@ export class QueueManager {
     if (this.stopped) return;
     while (this.inFlight.size < this.cfg.queue.maxActive && this.ready.length) {
       const m = this.ready.shift()!;
-      if (this.inFlight.has(m.id) || !this.spool.messages.has(m.id)) continue;
+      if (this.inFlight.has(m.id) || !this.spool.messages.has(m.id) || m.held) continue;
       this.inFlight.add(m.id);
       const run = this.attempt(m)
         .catch((e: Error) => {
@@ -134,7 +221,8 @@ export class QueueManager {
     const changes: Array<[number, RcptStatus, string?]> = [];
     let outcomes: RcptOutcome[] = [];
     if (local.length) {
-      const r = await this.delivery.deliver({
+      const delivery = this.delivery; // a new configuration applies to the next attempt
+      const r = await delivery.deliver({
         id: m.id,
         from: m.envelope.from,
         to: local.map((i) => m.envelope.to[i]!),
@@ -178,7 +266,7 @@ export class QueueManager {
     const next = this.now() + backoff;
     this.spool.update(m, { rcpts: changes, attempts, next });
     this.log.info({ ev: 'deferred', queueId: m.id, attempts, retryInMs: backoff, reply: m.rcpts.find((r) => r.status === 'pending')?.reply }, 'deferred');
-    if (!this.stopped) {
+    if (!this.stopped && !m.held) {
       this.deferred.push(m);
       this.arm();
     }
@@ -229,6 +317,27 @@ export class QueueManager {
   }
 }
 
+export type QueueEntry = {
+  id: string;
+  from: string;
+  /** Recipients still waiting. */
+  to: string[];
+  size: number;
+  arrivedAt: string;
+  attempts: number;
+  state: 'ready' | 'active' | 'deferred' | 'held';
+  lastReply?: string;
+};
+
+export class QueueAdminError extends Error {
+  readonly code: 'not-found' | 'not-held' | 'busy';
+  constructor(code: QueueAdminError['code'], message: string) {
+    super(message);
+    this.name = 'QueueAdminError';
+    this.code = code;
+  }
+}
+
 function domainOf(addr: string): string {
   return addr.slice(addr.lastIndexOf('@') + 1).toLowerCase();
 }
@@ -266,6 +375,13 @@ class MinHeap<T> {
   }
   peek(): T | undefined {
     return this.a[0];
+  }
+  /** Removes every element that matches (rebuilds the heap; for rare administrative changes). */
+  remove(match: (v: T) => boolean): void {
+    const keep = this.a.filter((v) => !match(v));
+    if (keep.length === this.a.length) return;
+    this.a = [];
+    for (const v of keep) this.push(v);
   }
   push(v: T): void {
     const a = this.a;

@@ -61,9 +61,11 @@ export type QueuedMessage = {
   nextAttemptAt: number;
   extents: Extent[];
   segments: Set<number>;
+  /** Put on hold by the administrator: not delivered until released (kept across restarts). */
+  held?: boolean;
 };
 
-type StateChange = { done?: true; rcpts?: Array<[number, RcptStatus, string?]>; attempts?: number; next?: number };
+type StateChange = { done?: true; rcpts?: Array<[number, RcptStatus, string?]>; attempts?: number; next?: number; held?: boolean };
 
 export class SpoolError extends Error {
   readonly code: 'full' | 'io';
@@ -484,6 +486,12 @@ export class Spool {
     if (this.state.reserved > this.opts.stateCompactBytes) void this.compactState();
   }
 
+  /** Flushes the state log now (an administrator's hold must not wait for the lazy flush). */
+  async syncState(): Promise<void> {
+    this.stateDirty = true;
+    await this.flushState();
+  }
+
   private async flushState(): Promise<void> {
     if (!this.stateDirty || this.compacting) return;
     this.stateDirty = false;
@@ -506,8 +514,9 @@ export class Spool {
       for (const m of this.messages.values()) {
         const rcpts: Array<[number, RcptStatus, string?]> = [];
         m.rcpts.forEach((r, i) => r.status !== 'pending' && rcpts.push([i, r.status, r.reply]));
-        if (rcpts.length === 0 && m.attempts === 0) continue;
-        void fresh.append(RecordType.state, m.id, [Buffer.from(JSON.stringify({ rcpts, attempts: m.attempts, next: m.nextAttemptAt }))]).written.catch(() => undefined);
+        if (rcpts.length === 0 && m.attempts === 0 && !m.held) continue;
+        const change: StateChange = { rcpts, attempts: m.attempts, next: m.nextAttemptAt, ...(m.held ? { held: true } : {}) };
+        void fresh.append(RecordType.state, m.id, [Buffer.from(JSON.stringify(change))]).written.catch(() => undefined);
       }
       for (const id of this.tombstones.keys())
         void fresh.append(RecordType.state, id, [Buffer.from('{"done":true}')]).written.catch(() => undefined);
@@ -762,4 +771,5 @@ function applyState(m: QueuedMessage, c: StateChange): void {
     }
   if (c.attempts !== undefined) m.attempts = c.attempts;
   if (c.next !== undefined) m.nextAttemptAt = c.next;
+  if (c.held !== undefined) m.held = c.held;
 }

@@ -73,6 +73,11 @@ export class ScanService {
     this.#bodyRules = s.rules.flatMap((r) => (r.body !== undefined ? [{ name: r.name, literal: Buffer.from(r.body, 'utf8'), action: r.action }] : []));
   }
 
+  /** The compiled signature database, shared with the next configuration's service when unchanged. */
+  get database(): SignatureDb | null {
+    return this.#db;
+  }
+
   /** What the signature scanner holds, or null when it is off. */
   get signatures(): { body: number; hashes: number } | null {
     return this.#db ? { body: this.#db.bodyCount, hashes: this.#db.hashCount } : null;

@@ -27,6 +27,7 @@ export function moatConfig({ port, sinkPort, dataDir, syncDelayMs, extra }) {
     },
     internal: { servers: [{ host: '127.0.0.1', port: sinkPort, priority: 10, weight: 1 }] },
     storage: { dataDir, syncDelayMs },
+    control: { socket: join(dataDir, 'control.sock') },
     log: { level: 'warn' },
   };
   return extra ? deepMerge(base, extra) : base;

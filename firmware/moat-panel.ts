@@ -1,0 +1,43 @@
+/*
+ * moat-panel.ts: the front panel's command line.
+ *
+ *   node dist/moat-panel.js --config /data/moat/config.json [--device PATH] [--dev]
+ *
+ * Runs the serial console (console/panel.ts) on console.device, talking to
+ * moatd over control.socket. `--dev` (the development gateway) makes `reboot`
+ * say what it would do instead of rebooting the machine. Stops on SIGTERM or
+ * SIGINT. Must never run the reboot through a shell.
+ */
+import { execFile } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { startPanel } from './console/panel.ts';
+
+function fail(msg: string, code = 2): never {
+  process.stderr.write(`moat-panel: ${msg}\n`);
+  process.exit(code);
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({ options: { config: { type: 'string', short: 'c' }, device: { type: 'string' }, dev: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+})();
+if (values.help) {
+  process.stdout.write('usage: moat-panel --config FILE [--device PATH] [--dev]\n');
+  process.exit(0);
+}
+if (!values.config) fail('missing --config FILE');
+
+const panel = await startPanel({
+  configPath: values.config,
+  ...(values.device ? { device: values.device } : {}),
+  warn: (m) => process.stderr.write(`moat-panel: ${m}\n`),
+  reboot: () =>
+    values.dev
+      ? Promise.resolve(void process.stderr.write('moat-panel: development mode: would reboot now\n'))
+      : new Promise<void>((resolve, reject) => execFile('systemctl', ['reboot'], (e) => (e ? reject(e) : resolve()))),
+}).catch((e: Error) => fail(`cannot start: ${e.message}`, 1));
+process.stderr.write(`moat-panel: console on ${values.device ?? 'console.device'}\n`);
+for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void panel.close().then(() => process.exit(0)));
