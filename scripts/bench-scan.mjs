@@ -218,7 +218,7 @@ async function endToEnd() {
     });
     const sampler = startSampler(moat.pid, { intervalMs: 100, single: true });
     const t0 = performance.now();
-    await run(SMTP_SOURCE, ['-s', String(sessions), '-m', String(sessions), '-F', file, '-f', 'bench@sender.example', '-t', 'user@example.com', `127.0.0.1:${port}`], { timeoutMs: 900_000 });
+    await run(SMTP_SOURCE, ['-s', String(sessions), '-m', String(sessions), '-M', 'client.bench.example.net', '-F', file, '-f', 'bench@sender.example', '-t', 'user@example.com', `127.0.0.1:${port}`], { timeoutMs: 900_000 });
     const intake = (performance.now() - t0) / 1e3;
     const deadline = performance.now() + 600_000;
     if (!(await sink.waitFor(sessions, () => performance.now() > deadline)))
