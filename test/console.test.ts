@@ -3,20 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startSink } from './helpers/sink.ts';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { RawSmtp, rcptReply } from './helpers/smtp-client.ts';
 import { startStoredMoat } from './helpers/control.ts';
 import { ptyPair, Terminal } from './helpers/pty.ts';
 import { startPanel } from '../firmware/console/panel.ts';
 
-async function rcpt(port: number, to: string): Promise<string> {
-  const c = await RawSmtp.greeted(port);
-  try {
-    assert.match(await c.cmd('MAIL FROM:<alice@sender.example>'), /^250/);
-    return await c.cmd(`RCPT TO:<${to}>`);
-  } finally {
-    c.end();
-  }
-}
+const rcpt = rcptReply;
 
 /** A deterministic stream of random bytes (xorshift), as from a wrong baud rate. */
 function noise(n: number, seed = 0x2545f491): Buffer {

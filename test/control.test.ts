@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startSink, closedPort } from './helpers/sink.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { startStoredMoat } from './helpers/control.ts';
-import { startDns } from './helpers/dns-mx.ts';
+import { startDns } from './helpers/dns.ts';
 import { ControlError } from '../firmware/control/client.ts';
 
 async function sendMail(port: number, to: string, subject = 'hello'): Promise<string> {

@@ -9,7 +9,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSink } from './helpers/sink.ts';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { rcptReply } from './helpers/smtp-client.ts';
 import { baseDocument } from './helpers/control.ts';
 import { ptyPair, Terminal } from './helpers/pty.ts';
 
@@ -51,15 +51,7 @@ function ctl(configPath: string, args: string[], stdin?: string): Promise<{ code
   return new Promise((r) => child.once('exit', (code) => r({ code: code ?? -1, out, err })));
 }
 
-async function rcpt(port: number, to: string): Promise<string> {
-  const c = await RawSmtp.greeted(port);
-  try {
-    assert.match(await c.cmd('MAIL FROM:<alice@sender.example>'), /^250/);
-    return await c.cmd(`RCPT TO:<${to}>`);
-  } finally {
-    c.end();
-  }
-}
+const rcpt = rcptReply;
 
 test('moatd keeps revisions, falls back from a damaged file and says so; moat ctl commits a change', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'moat-store-e2e-'));

@@ -75,3 +75,15 @@ export class RawSmtp {
     this.sock.destroy();
   }
 }
+
+/** A session that gives MAIL FROM and one RCPT TO: the reply to the RCPT, then it closes. */
+export async function rcptReply(port: number, to: string): Promise<string> {
+  const c = await RawSmtp.greeted(port);
+  try {
+    const mail = await c.cmd('MAIL FROM:<alice@sender.example>');
+    if (!mail.startsWith('250')) throw new Error(`MAIL FROM refused: ${mail}`);
+    return await c.cmd(`RCPT TO:<${to}>`);
+  } finally {
+    c.end();
+  }
+}
