@@ -163,11 +163,21 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
       health: daemon.health.state,
       faults: daemon.health.list(),
       queue: { ...daemon.queue.stats(), total: daemon.spool.messages.size },
+      signatures: daemon.scan.signatures,
       config: {
         revision: store.runningRevision,
         ...(pending ? { confirmBy: new Date(pending.at).toISOString(), rollbackTo: pending.previous } : {}),
       },
     }),
+    'signatures.reload': async () => {
+      try {
+        await daemon.reloadSignatures();
+      } catch (e) {
+        throw new CommandError('failed', `signatures not reloaded, the previous set stays: ${(e as Error).message}`);
+      }
+      log.info({ ev: 'signatures-reloaded', ...daemon.scan.signatures }, 'signatures reloaded');
+      return daemon.scan.signatures ?? { body: 0, hashes: 0 };
+    },
     'queue.list': (a) => daemon.queue.list(int(a, 'limit', 100, 1, 1000)),
     'queue.flush': () => {
       daemon.queue.flush();
