@@ -21,6 +21,7 @@ import type { ConfigStore } from './config/store.ts';
 import { writeNetworkFiles } from './config/network-files.ts';
 import { startControl, type ControlServer } from './control/server.ts';
 import { InternalDelivery } from './delivery/internal.ts';
+import { OutboundDelivery } from './delivery/outbound.ts';
 import { Health } from './health/health.ts';
 import type { Logger } from './log/logger.ts';
 import type { LogRing } from './log/ring.ts';
@@ -124,7 +125,16 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
   }
 
   let current = build(config, opts.tls);
-  queue = new QueueManager({ config, spool, delivery: current.delivery, log });
+  // mail for other domains (only internal clients can send it) goes out by MX
+  const outbound = new OutboundDelivery({
+    hostname: config.hostname,
+    port: config.outbound.port,
+    connectTimeoutMs: config.outbound.connectTimeoutMs,
+    commandTimeoutMs: config.outbound.commandTimeoutMs,
+    resolve: new DnsResolver(config.dns).resolve,
+    log,
+  });
+  queue = new QueueManager({ config, spool, delivery: current.delivery, outbound, log });
   /** Generations still serving sessions. */
   const generations = new Set<Generation>([current]);
   const listeners = new Set<net.Server>();

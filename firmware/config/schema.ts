@@ -364,6 +364,15 @@ export const configSchema = z.strictObject({
      */
     syncDelayMs: ms.max(1000).default(0),
   }),
+  /** Delivery of mail for other domains (from internal.networks) by MX (delivery/outbound.ts). */
+  outbound: z
+    .strictObject({
+      /** Port of the receiving MX servers. 25; anything else is for tests and labs. */
+      port: port.default(25),
+      connectTimeoutMs: ms.min(100).default(30_000),
+      commandTimeoutMs: ms.min(100).default(300_000),
+    })
+    .prefault({}),
   /** The scan pipeline (scan/): limits of the MIME walker, attachment policy, content rules, signatures, clamd. */
   scan: z
     .strictObject({

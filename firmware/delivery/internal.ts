@@ -259,13 +259,13 @@ export class InternalDelivery {
   }
 }
 
-type Attempt = { kind: 'done'; outcomes: RcptOutcome[]; reply: string; reusable: boolean } | { kind: 'next'; reply: string; reusable: boolean };
+export type Attempt = { kind: 'done'; outcomes: RcptOutcome[]; reply: string; reusable: boolean } | { kind: 'next'; reply: string; reusable: boolean };
 
 const UNSENDABLE_SENDER = '5.1.7 Sender address cannot be sent over SMTP (control, space, angle bracket or non-ASCII character); not delivered';
 const UNSENDABLE_RCPT = '5.1.3 Recipient address cannot be sent over SMTP (control, space, angle bracket or non-ASCII character); not delivered';
 
 /** Turns the replies of one transaction into per-recipient outcomes, or into "try the next server". */
-function settle(job: DeliveryJob, res: SendResult): Attempt {
+export function settle(job: DeliveryJob, res: SendResult): Attempt {
   const { mail, rcpts, data } = res;
   if (!isClass(mail, 2)) {
     if (isClass(mail, 5)) return { kind: 'done', outcomes: job.to.map(() => ({ status: 'failed', reply: mail.text })), reply: mail.text, reusable: true };

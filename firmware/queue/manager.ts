@@ -10,9 +10,10 @@
  * any recipient failed (a 5xx, or queue.maxLifetimeMs passed), an RFC 3464
  * DSN goes to the sender, except for the null sender (no bounce of a bounce).
  *
- * Recipients outside the local domains (today: only DSNs to outside senders)
- * have no route until outbound delivery exists; they wait in the queue and
- * expire like any undeliverable mail.
+ * Recipients outside the local domains (mail from internal networks, DSNs to
+ * outside senders) go out by MX through delivery/outbound.ts; without it (a
+ * manager built without `outbound`) they wait and expire like any
+ * undeliverable mail.
  *
  * The administrator may hold a message (it stays queued, is never tried, and
  * the hold is recorded in the spool's state log, so it survives a restart),
@@ -27,6 +28,7 @@
  */
 import type { Config } from '../config/schema.ts';
 import { buildDsn, type DsnRecipient } from '../delivery/dsn.ts';
+import type { OutboundDelivery } from '../delivery/outbound.ts';
 import type { InternalDelivery, RcptOutcome } from '../delivery/internal.ts';
 import type { Logger } from '../log/logger.ts';
 import type { QueuedMessage, RcptStatus, Spool } from './spool.ts';
@@ -38,6 +40,8 @@ export type ManagerDeps = {
   spool: Spool;
   delivery: InternalDelivery;
   log: Logger;
+  /** Delivery by MX for recipients outside the local domains; without it they wait. */
+  outbound?: OutboundDelivery;
   now?: () => number;
 };
 
@@ -45,6 +49,7 @@ export class QueueManager {
   private cfg: Config;
   private readonly spool: Spool;
   private delivery: InternalDelivery;
+  private readonly outbound: OutboundDelivery | null;
   private readonly log: Logger;
   private readonly now: () => number;
   private localDomains: Set<string>;
@@ -60,6 +65,7 @@ export class QueueManager {
     this.cfg = d.config;
     this.spool = d.spool;
     this.delivery = d.delivery;
+    this.outbound = d.outbound ?? null;
     this.log = d.log;
     this.now = d.now ?? Date.now;
     this.localDomains = new Set(d.config.inbound.localDomains);
@@ -232,7 +238,19 @@ export class QueueManager {
       });
       outcomes = r.outcomes;
     }
-    local.forEach((i, k) => {
+    if (foreign.length && this.outbound) {
+      const r = await this.outbound.deliver({
+        id: m.id,
+        from: m.envelope.from,
+        to: foreign.map((i) => m.envelope.to[i]!),
+        size: m.size + (m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0),
+        bodyType: m.envelope.bodyType,
+        open: () => this.spool.reader(m),
+      });
+      outcomes = [...outcomes, ...r.outcomes];
+    }
+    const routed = this.outbound ? [...local, ...foreign] : local;
+    routed.forEach((i, k) => {
       const o = outcomes[k]!;
       if (o.status === 'delivered') {
         changes.push([i, 'delivered']);
@@ -244,7 +262,7 @@ export class QueueManager {
         m.rcpts[i]!.reply = o.reply;
       }
     });
-    for (const i of foreign) m.rcpts[i]!.reply = '4.4.0 No route to this destination yet (outbound delivery is not configured)';
+    if (!this.outbound) for (const i of foreign) m.rcpts[i]!.reply = '4.4.0 No route to this destination (outbound delivery is not configured)';
     const stillPending = pending.length - changes.length;
     if (stillPending === 0) return this.finish(m, changes);
     // deferred: expire, or wait

@@ -18,7 +18,7 @@ import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPSe
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { parsePath, isRoutingTrick, type Mailbox } from '../policy/address.ts';
-import { checkRelay } from '../policy/relay-control.ts';
+import { checkRelay, InternalNetworks } from '../policy/relay-control.ts';
 import type { RecipientDirectory } from '../policy/recipients.ts';
 import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
 import { MoatSMTPServer, type ConnectionHandle, type ServerHooks } from './server-hooks.ts';
@@ -79,6 +79,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
   const { config, spool, recipients, log, policy } = deps;
   const ib = config.inbound;
   const localDomains = new Set(ib.localDomains);
+  const internalNetworks = new InternalNetworks(config.internal.networks);
 
   const options: SMTPServerOptions = {
     name: config.hostname,
@@ -145,14 +146,15 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
         let mailbox = parsed.mailbox!;
         // RFC 5321 §4.5.1: <Postmaster> without a domain reaches the postmaster of the first local domain
         if (mailbox.domain === '') mailbox = { local: 'postmaster', domain: ib.localDomains[0]!, address: `postmaster@${ib.localDomains[0]}` };
-        const relay = checkRelay(mailbox, localDomains);
+        const relay = checkRelay(mailbox, localDomains, internalNetworks.has(session.remoteAddress));
         if (relay.verdict !== 'permit') {
           log.info({ ev: 'reject', ...ctx, reason: relay.reason, domain: mailbox.domain }, 'reject');
           return cb(policy?.relayRefused(session.id) ?? Replies.relayDenied());
         }
         const refused = await policy?.rcpt(session.id, mailbox);
         if (refused) return cb(refused);
-        const check = await recipients.check(mailbox.address);
+        // outbound (an internal client, a foreign domain): the recipient is the next hop's to judge
+        const check = relay.reason === 'internal-network' ? { verdict: 'accept' as const } : await recipients.check(mailbox.address);
         if (check.verdict === 'unknown') {
           log.info({ ev: 'reject', ...ctx, reason: 'unknown-recipient', source: check.source }, 'reject');
           return cb(policy?.unknownRecipient(session.id) ?? Replies.unknownUser());

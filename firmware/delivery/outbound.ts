@@ -1,0 +1,123 @@
+/*
+ * delivery/outbound.ts: mail for the Internet, delivered by MX.
+ *
+ * For each destination domain of a message (one transaction per domain, with
+ * all of its recipients), delivery/mx.ts gives the hosts in RFC 5321 order;
+ * every address of each host is tried in turn until one takes the
+ * transaction. A refused connection, a timeout, a failed STARTTLS or a 4xx for
+ * the whole transaction moves on to the next address; a 5xx is final for the
+ * recipients it names. STARTTLS is used whenever offered (certificates are not
+ * verified: opportunistic TLS, RFC 7435); the TLS outcome is logged.
+ * DNS trouble defers; a domain that does not exist, has a null MX (RFC 7505)
+ * or no address fails its recipients (the queue sends the DSN).
+ *
+ * Must never: deliver to an address that DNS did not name for the domain,
+ * retry a 5xx, let one domain's trouble decide another's. Called by
+ * queue/manager.ts for recipients outside the local domains (only clients in
+ * internal.networks can give it any: relay control refuses everyone else).
+ */
+import { isIP } from 'node:net';
+import type { Logger } from '../log/logger.ts';
+import { SmtpClient, SmtpClientError, type SendResult } from './smtp-client.ts';
+import { settle, type Attempt, type DeliveryJob, type DeliveryResult, type RcptOutcome } from './internal.ts';
+import { resolveMx } from './mx.ts';
+import type { DnsResolver } from '../dns/resolver.ts';
+
+export type OutboundOptions = {
+  hostname: string;
+  /** Port of the receiving MX servers: 25 (anything else is for tests). */
+  port: number;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  resolve: DnsResolver['resolve'];
+  log: Logger;
+};
+
+const PERMANENT_TEXT = {
+  'no-such-domain': '5.1.2',
+  'null-mx': '5.1.10',
+  'no-address': '5.4.4',
+  'mx-loop': '5.4.6',
+} as const;
+
+export class OutboundDelivery {
+  readonly #o: OutboundOptions;
+
+  constructor(o: OutboundOptions) {
+    this.#o = o;
+  }
+
+  async deliver(job: DeliveryJob): Promise<DeliveryResult> {
+    const byDomain = new Map<string, number[]>();
+    job.to.forEach((a, i) => {
+      const d = a.slice(a.lastIndexOf('@') + 1).toLowerCase();
+      byDomain.set(d, [...(byDomain.get(d) ?? []), i]);
+    });
+    const outcomes: RcptOutcome[] = new Array(job.to.length);
+    await Promise.all(
+      [...byDomain].map(async ([domain, idx]) => {
+        const r = await this.#domain({ ...job, to: idx.map((i) => job.to[i]!) }, domain);
+        idx.forEach((i, k) => (outcomes[i] = r[k]!));
+      }),
+    );
+    return { server: null, outcomes };
+  }
+
+  async #domain(job: DeliveryJob, domain: string): Promise<RcptOutcome[]> {
+    const o = this.#o;
+    const all = (status: RcptOutcome['status'], reply: string) => job.to.map(() => ({ status, reply }));
+    const mx = await resolveMx(domain, o.resolve, { self: [o.hostname] });
+    if (mx.kind === 'temporary') return all('deferred', `4.4.3 ${mx.text}`);
+    if (mx.kind === 'permanent') {
+      o.log.info({ ev: 'mx', queueId: job.id, domain, outcome: mx.reason }, 'no way to deliver to this domain');
+      return all('failed', `${PERMANENT_TEXT[mx.reason]} ${mx.text}`);
+    }
+    let lastReply = `4.4.1 no MX host of ${domain} answered`;
+    for (const host of mx.hosts) {
+      for (const address of host.addresses) {
+        const label = `${host.host}[${address}]`;
+        let conn: SmtpClient;
+        try {
+          conn = await SmtpClient.connect({
+            host: address,
+            port: o.port,
+            heloName: o.hostname,
+            tls: 'opportunistic',
+            rejectUnauthorized: false,
+            ...(isIP(host.host) ? {} : { servername: host.host }),
+            connectTimeoutMs: o.connectTimeoutMs,
+            commandTimeoutMs: o.commandTimeoutMs,
+          });
+        } catch (e) {
+          lastReply = `4.4.1 ${label}: ${(e as Error).message}`;
+          o.log.info({ ev: 'deliver-attempt', queueId: job.id, server: label, err: (e as Error).message }, 'MX host unreachable');
+          continue;
+        }
+        const r = await this.#send(conn, job);
+        o.log.info({ ev: 'deliver-attempt', queueId: job.id, server: label, tls: conn.secure, reply: r.reply, outcome: r.kind }, 'delivery attempt');
+        void conn.quit();
+        if (r.kind === 'done') return r.outcomes;
+        lastReply = `${label}: ${r.reply}`;
+      }
+    }
+    return all('deferred', lastReply);
+  }
+
+  async #send(conn: SmtpClient, job: DeliveryJob): Promise<Attempt> {
+    const body = job.open();
+    let res: SendResult;
+    try {
+      res = await conn.send({ from: job.from, to: job.to, size: job.size, eightBit: job.bodyType === '8BITMIME' }, body);
+    } catch (e) {
+      const err = e as SmtpClientError;
+      if (err.code === 'EBODY') {
+        const reply = `4.3.0 ${err.message}`;
+        return { kind: 'done', outcomes: job.to.map(() => ({ status: 'deferred', reply })), reply, reusable: false };
+      }
+      return { kind: 'next', reply: `4.4.2 ${err.message}`, reusable: false };
+    } finally {
+      body.destroy();
+    }
+    return settle(job, res);
+  }
+}

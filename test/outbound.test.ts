@@ -1,0 +1,105 @@
+// Outbound by MX, through the wire: an internal client (internal.networks)
+// relays to other domains; moat finds the MX hosts in a real DNS server on
+// loopback and delivers to SMTP servers on loopback addresses (127.0.0.x), in
+// preference order with fallback; final failures come back to the internal
+// sender as DSNs naming the recipient and the remote reply. Outside clients
+// still cannot relay.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startSink, type Sink } from './helpers/sink.ts';
+import { startDns } from './helpers/dns.ts';
+import { withRelay } from './helpers/moat.ts';
+import { RawSmtp } from './helpers/smtp-client.ts';
+
+async function send(port: number, from: string, to: string[], body: string, localAddress = '127.0.0.1'): Promise<string[]> {
+  const c = await RawSmtp.open(port, '127.0.0.1', localAddress);
+  const replies: string[] = [];
+  try {
+    await c.reply();
+    await c.cmd('EHLO client.corp.example');
+    replies.push(await c.cmd(`MAIL FROM:<${from}>`));
+    for (const t of to) replies.push(await c.cmd(`RCPT TO:<${t}>`));
+    if (replies.slice(1).some((r) => r.startsWith('250'))) {
+      await c.cmd('DATA');
+      replies.push(await c.cmd(`Subject: out\r\n\r\n${body}\r\n.`));
+    }
+    await c.cmd('QUIT');
+  } finally {
+    c.end();
+  }
+  return replies;
+}
+
+test('outbound by MX: preference order with fallback, implicit MX, null MX and remote 5xx as DSNs, outside clients refused', async () => {
+  // the MX hosts listen on one port at different loopback addresses
+  const mx2 = await startSink({ host: '127.0.0.62' });
+  const port = mx2.port;
+  const others: Sink[] = [
+    await startSink({ host: '127.0.0.63', port }),
+    await startSink({ host: '127.0.0.64', port, rcpt: (a) => (a.startsWith('nobody@') ? { code: 550, message: '5.1.1 nobody here' } : null) }),
+  ];
+  const [implicitHost, strictHost] = others as [Sink, Sink];
+  const dns = await startDns({
+    'remote.example': { MX: [{ exchange: 'mx2.remote.example', priority: 20 }, { exchange: 'mx1.remote.example', priority: 10 }] },
+    'mx1.remote.example': { A: ['127.0.0.61'] }, // nothing listens there: refused, next MX
+    'mx2.remote.example': { A: ['127.0.0.62'] },
+    'implicit.example': { A: ['127.0.0.63'] },
+    'nomail.example': { MX: [{ exchange: '.', priority: 0 }] },
+    'strict.example': { MX: [{ exchange: 'mx.strict.example', priority: 10 }] },
+    'mx.strict.example': { A: ['127.0.0.64'] },
+  });
+  try {
+    await withRelay(
+      { internal: { networks: ['127.0.0.1/32'] }, dns: { servers: [dns.server], timeoutMs: 500 }, outbound: { port, connectTimeoutMs: 1000 } },
+      async ({ moat, sink }) => {
+        // an outside client may not relay outward
+        const outside = await send(moat.port, 'mallory@sender.example', ['x@remote.example'], 'no', '127.0.0.2');
+        assert.match(outside[1]!, /^554 5\.7\.1 Relay rejected for policy reasons/);
+        // an internal one may
+        const r = await send(moat.port, 'alice@example.com', ['bob@remote.example', 'carol@implicit.example', 'dave@nomail.example', 'nobody@strict.example', 'erin@strict.example'], 'hello world');
+        assert.ok(r.slice(1, 6).every((x) => x.startsWith('250')), r.join(' | '));
+        assert.match(r[6]!, /^250 2\.0\.0 Ok: queued as/);
+        const [atMx2] = await mx2.waitFor(1);
+        assert.deepEqual(atMx2!.to, ['bob@remote.example'], 'the secondary MX got it after the primary refused');
+        const [atImplicit] = await implicitHost.waitFor(1);
+        assert.deepEqual(atImplicit!.to, ['carol@implicit.example'], 'no MX: the domain itself');
+        const [atStrict] = await strictHost.waitFor(1);
+        assert.deepEqual(atStrict!.to, ['erin@strict.example'], 'the recipient the remote accepted');
+        // DSNs for the null MX and the remote 5xx reach the internal sender
+        const dsns = await sink.waitFor(1, 20_000);
+        const text = dsns.map((d) => d.body.toString()).join('\n');
+        assert.deepEqual(dsns[0]!.to, ['alice@example.com']);
+        assert.match(text, /dave@nomail\.example/);
+        assert.match(text, /5\.1\.10/);
+        assert.match(text, /nobody@strict\.example/);
+        assert.match(text, /550 5\.1\.1 nobody here/);
+        assert.ok(!text.includes('bob@remote.example') || !/Final-Recipient: rfc822;\s*bob@remote/i.test(text), 'no DSN for delivered mail');
+      },
+    );
+  } finally {
+    await mx2.close();
+    for (const s of others) await s.close();
+    await dns.close();
+  }
+});
+
+test('outbound: a 4xx from the only MX host defers, and a later retry delivers', async () => {
+  let refusals = 1;
+  const mx = await startSink({ host: '127.0.0.65', rcpt: () => (refusals-- > 0 ? { code: 451, message: '4.7.1 try again later' } : null) });
+  const dns = await startDns({ 'later.example': { MX: [{ exchange: 'mx.later.example', priority: 10 }] }, 'mx.later.example': { A: ['127.0.0.65'] } });
+  try {
+    await withRelay(
+      { internal: { networks: ['127.0.0.0/30'] }, dns: { servers: [dns.server], timeoutMs: 500 }, outbound: { port: mx.port }, queue: { minRetryMs: 200, maxRetryMs: 400 } },
+      async ({ moat }) => {
+        const r = await send(moat.port, 'alice@example.com', ['frank@later.example'], 'retry me');
+        assert.match(r.at(-1)!, /^250 /);
+        const [m] = await mx.waitFor(1, 20_000);
+        assert.deepEqual(m!.to, ['frank@later.example']);
+        assert.ok(m!.body.toString().includes('retry me'));
+      },
+    );
+  } finally {
+    await mx.close();
+    await dns.close();
+  }
+});
