@@ -83,6 +83,14 @@ type Generation = {
   scan: ScanService;
 };
 
+function readKey(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`outbound.dkim: cannot read key file ${file}: ${(e as Error).message}`);
+  }
+}
+
 export async function startDaemon(config: Config, log: Logger, opts: DaemonOptions = {}): Promise<Daemon> {
   const health = opts.health ?? new Health();
   // signatures first: a configured file that cannot be used stops the start, before anything is opened
@@ -132,6 +140,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     connectTimeoutMs: config.outbound.connectTimeoutMs,
     commandTimeoutMs: config.outbound.commandTimeoutMs,
     resolve: new DnsResolver(config.dns).resolve,
+    dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
     log,
   });
   queue = new QueueManager({ config, spool, delivery: current.delivery, outbound, log });
@@ -187,6 +196,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       .filter((k) => next.storage[k] !== current.config.storage[k])
       .map((k) => `storage.${k}`);
     if (next.control.socket !== current.config.control.socket) restartNeeded.push('control.socket');
+    if (JSON.stringify(next.outbound) !== JSON.stringify(current.config.outbound)) restartNeeded.push('outbound');
     const a = current.config.inbound.listen;
     const b = next.inbound.listen;
     let fresh: net.Server | null = null;

@@ -103,3 +103,53 @@ test('outbound: a 4xx from the only MX host defers, and a later retry delivers',
     await dns.close();
   }
 });
+
+test('outbound DKIM: mail from a signing domain leaves signed, and the signature verifies against the published key', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { dkimVerify } = await import('mailauth/lib/dkim/verify.js');
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pub = (publicKey.export({ type: 'spki', format: 'der' }) as Buffer).toString('base64');
+  const dir = await mkdtemp(join(tmpdir(), 'moat-dkim-'));
+  const keyFile = join(dir, 'example.com.pem');
+  await writeFile(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  const mx = await startSink({ host: '127.0.0.66' });
+  const dns = await startDns({
+    'signed.example': { MX: [{ exchange: 'mx.signed.example', priority: 10 }] },
+    'mx.signed.example': { A: ['127.0.0.66'] },
+    'mail2026._domainkey.example.com': { TXT: [`v=DKIM1; k=rsa; p=${pub}`] },
+  });
+  try {
+    await withRelay(
+      {
+        internal: { networks: ['127.0.0.1'] },
+        dns: { servers: [dns.server], timeoutMs: 500 },
+        outbound: { port: mx.port, dkim: [{ domain: 'example.com', selector: 'mail2026', keyFile }] },
+      },
+      async ({ moat }) => {
+        const c = await RawSmtp.open(moat.port);
+        await c.reply();
+        await c.cmd('EHLO client.corp.example');
+        assert.match(await c.cmd('MAIL FROM:<alice@example.com>'), /^250/);
+        assert.match(await c.cmd('RCPT TO:<bob@signed.example>'), /^250/);
+        assert.match(await c.cmd('DATA'), /^354/);
+        assert.match(await c.cmd('From: Alice <alice@example.com>\r\nTo: bob@signed.example\r\nSubject: signed\r\n\r\nsigned body\r\n.'), /^250 /);
+        c.end();
+        const [m] = await mx.waitFor(1);
+        assert.match(m!.body.toString(), /^DKIM-Signature: .*d=example\.com/s);
+        const resolver = async (name: string, type: string) => {
+          const { DnsResolver } = await import('../firmware/dns/resolver.ts');
+          return new DnsResolver({ servers: [dns.server], timeoutMs: 500, cacheEntries: 10, maxTtlMs: 1000, negativeTtlMs: 1000 }).resolve(name, type);
+        };
+        const v = await dkimVerify(m!.body, { resolver } as never);
+        assert.equal(v.results[0]?.status?.result, 'pass', JSON.stringify(v.results[0]?.status));
+      },
+    );
+  } finally {
+    await mx.close();
+    await dns.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

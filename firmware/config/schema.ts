@@ -371,6 +371,18 @@ export const configSchema = z.strictObject({
       port: port.default(25),
       connectTimeoutMs: ms.min(100).default(30_000),
       commandTimeoutMs: ms.min(100).default(300_000),
+      /** DKIM keys per sender domain: mail from that domain is signed on its way out. */
+      dkim: z
+        .array(
+          z.strictObject({
+            domain,
+            selector: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$/, { message: 'expected a DKIM selector such as mail2026' }),
+            /** PEM private key (RSA or Ed25519), on the data partition. */
+            keyFile: z.string().min(1),
+          }),
+        )
+        .max(100)
+        .default([]),
     })
     .prefault({}),
   /** The scan pipeline (scan/): limits of the MIME walker, attachment policy, content rules, signatures, clamd. */
