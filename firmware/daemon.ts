@@ -140,6 +140,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     connectTimeoutMs: config.outbound.connectTimeoutMs,
     commandTimeoutMs: config.outbound.commandTimeoutMs,
     resolve: new DnsResolver(config.dns).resolve,
+    removeHeaders: config.outbound.removeHeaders,
     dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
     log,
   });

@@ -61,6 +61,10 @@ test('outbound by MX: preference order with fallback, implicit MX, null MX and r
         assert.match(r[6]!, /^250 2\.0\.0 Ok: queued as/);
         const [atMx2] = await mx2.waitFor(1);
         assert.deepEqual(atMx2!.to, ['bob@remote.example'], 'the secondary MX got it after the primary refused');
+        // topology hiding: no Received trail (moat's own names the internal client) leaves
+        const head = atMx2!.body.toString().split('\r\n\r\n')[0]!;
+        assert.ok(!/^Received:/im.test(head), head);
+        assert.match(head, /^Subject: out$/m);
         const [atImplicit] = await implicitHost.waitFor(1);
         assert.deepEqual(atImplicit!.to, ['carol@implicit.example'], 'no MX: the domain itself');
         const [atStrict] = await strictHost.waitFor(1);

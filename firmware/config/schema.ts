@@ -371,6 +371,11 @@ export const configSchema = z.strictObject({
       port: port.default(25),
       connectTimeoutMs: ms.min(100).default(30_000),
       commandTimeoutMs: ms.min(100).default(300_000),
+      /** Header fields removed from outgoing mail, so that it names no internal host or address. */
+      removeHeaders: z
+        .array(z.string().regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, { message: 'expected a header field name' }))
+        .max(100)
+        .default(['Received', 'X-Originating-IP', 'X-Forwarded-For']),
       /** DKIM keys per sender domain: mail from that domain is signed on its way out. */
       dkim: z
         .array(

@@ -11,7 +11,10 @@
  * DNS trouble defers; a domain that does not exist, has a null MX (RFC 7505)
  * or no address fails its recipients (the queue sends the DSN). Mail from a
  * sender domain with a key in outbound.dkim is DKIM-signed (mailauth) before
- * it leaves; a signing failure defers rather than send it unsigned.
+ * it leaves; a signing failure defers rather than send it unsigned. Header
+ * fields named in outbound.removeHeaders (the Received trail, client address
+ * fields) are removed first: topology hiding, and the signature covers what is
+ * sent.
  *
  * Must never: deliver to an address that DNS did not name for the domain,
  * retry a 5xx, let one domain's trouble decide another's. Called by
@@ -24,7 +27,8 @@ import { SmtpClient, SmtpClientError, type SendResult } from './smtp-client.ts';
 import { settle, type Attempt, type DeliveryJob, type DeliveryResult, type RcptOutcome } from './internal.ts';
 import { resolveMx } from './mx.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { HeaderStripper } from './topology.ts';
 import { dkimSign } from 'mailauth';
 
 /** The stored message with header fields in front of it (a DKIM-Signature). */
@@ -42,6 +46,8 @@ export type DkimKey = { domain: string; selector: string; privateKey: string };
 
 export type OutboundOptions = {
   hostname: string;
+  /** Header fields removed from outgoing mail (topology hiding; delivery/topology.ts). */
+  removeHeaders?: readonly string[];
   /** Keys by lower-case sender domain: mail from there is signed (mailauth's dkimSign, relaxed/relaxed). */
   dkim?: ReadonlyMap<string, DkimKey>;
   /** Port of the receiving MX servers: 25 (anything else is for tests). */
@@ -67,6 +73,11 @@ export class OutboundDelivery {
   }
 
   async deliver(job: DeliveryJob): Promise<DeliveryResult> {
+    const hide = this.#o.removeHeaders ?? [];
+    if (hide.length) {
+      const stored = job.open;
+      job = { ...job, open: () => pipeline(stored(), new HeaderStripper(hide), () => undefined) };
+    }
     const key = this.#o.dkim?.get(job.from.slice(job.from.lastIndexOf('@') + 1).toLowerCase());
     if (key && job.from.includes('@')) {
       // sign once per attempt, over the message as stored (a second read of the spool)
