@@ -5,6 +5,8 @@
  *   moat-ctl [--config FILE | --socket PATH] [--yes] -            console commands from standard input,
  *                                                                 one per line (configure/commit allowed)
  *   moat-ctl [--config FILE | --socket PATH] raw CMD [JSON]       one protocol request; prints the JSON result
+ *   moat-ctl hash-password                                        a password from standard input (one line) →
+ *                                                                 its scrypt hash, for outbound.users
  *
  * The commands are the serial console's (console/commands.ts), with output to
  * standard output. The socket is control.socket of FILE, or PATH, or
@@ -20,6 +22,7 @@ import { parseConfig } from './config/schema.ts';
 import { ControlClient, ControlError } from './control/client.ts';
 import { execute, UsageError, type CommandContext, type Mode } from './console/commands.ts';
 import { PathError } from './config/paths.ts';
+import { hashPassword, passwordProblem } from './console/auth.ts';
 
 function fail(msg: string, code = 2): never {
   process.stderr.write(`moat-ctl: ${msg}\n`);
@@ -38,8 +41,22 @@ const { values, positionals } = (() => {
   }
 })();
 if (values.help || positionals.length === 0) {
-  process.stdout.write('usage: moat-ctl [--config FILE | --socket PATH] [--yes] COMMAND... | - | raw CMD [JSON]\n');
+  process.stdout.write('usage: moat-ctl [--config FILE | --socket PATH] [--yes] COMMAND... | - | raw CMD [JSON] | hash-password\n');
   process.exit(values.help ? 0 : 2);
+}
+
+if (positionals[0] === 'hash-password') {
+  // read from standard input, never from the command line (where `ps` would show it)
+  const rl = createInterface({ input: process.stdin });
+  const line = await new Promise<string>((resolve) => {
+    rl.once('line', resolve);
+    rl.once('close', () => resolve(''));
+  });
+  rl.close();
+  const problem = passwordProblem(line);
+  if (problem) fail(`hash-password: ${problem}`, 1);
+  process.stdout.write((await hashPassword(line)) + '\n');
+  process.exit(0);
 }
 
 let socket = values.socket ?? '/run/moat/control.sock';

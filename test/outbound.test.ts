@@ -157,3 +157,50 @@ test('outbound DKIM: mail from a signing domain leaves signed, and the signature
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('SMTP AUTH: an outside client relays outward only after STARTTLS and a good password; wrong ones are refused', async () => {
+  const { makePki } = await import('./helpers/certs.ts');
+  const { hashPassword } = await import('../firmware/console/auth.ts');
+  const nodemailer = (await import('nodemailer')).default;
+  const pki = makePki('mx.example.com');
+  const mx = await startSink({ host: '127.0.0.67' });
+  const dns = await startDns({ 'auth.example': { MX: [{ exchange: 'mx.auth.example', priority: 10 }] }, 'mx.auth.example': { A: ['127.0.0.67'] } });
+  const passwordHash = await hashPassword('roaming-laptop-secret');
+  try {
+    await withRelay(
+      {
+        inbound: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } },
+        dns: { servers: [dns.server], timeoutMs: 500 },
+        outbound: { port: mx.port, users: [{ name: 'laptop', passwordHash }] },
+      },
+      async ({ moat }) => {
+        const transport = (auth?: { user: string; pass: string }, ignoreTLS = false) =>
+          nodemailer.createTransport({ host: '127.0.0.1', port: moat.port, localAddress: '127.0.0.2', name: 'laptop.example.net', secure: false, ignoreTLS, requireTLS: !ignoreTLS, tls: { ca: pki.ca, servername: 'mx.example.com' }, ...(auth ? { auth } : {}) });
+        const attempt = async (t: ReturnType<typeof transport>) => {
+          try {
+            return (await t.sendMail({ envelope: { from: 'carol@example.com', to: ['grace@auth.example'] }, raw: 'Subject: from the road\r\n\r\nhi\r\n' })).response;
+          } catch (e) {
+            return (e as { response?: string; message: string }).response ?? (e as Error).message;
+          } finally {
+            t.close();
+          }
+        };
+        assert.match(await attempt(transport()), /^554 5\.7\.1 Relay rejected/, 'no AUTH, no relay');
+        assert.match(await attempt(transport({ user: 'laptop', pass: 'wrong-password' })), /^535 5\.7\.8 /);
+        assert.match(await attempt(transport({ user: 'nobody', pass: 'roaming-laptop-secret' })), /^535 5\.7\.8 /);
+        // AUTH before STARTTLS is refused by the server itself
+        const raw = await RawSmtp.open(moat.port, '127.0.0.1', '127.0.0.2');
+        await raw.reply();
+        await raw.cmd('EHLO laptop.example.net');
+        assert.match(await raw.cmd(`AUTH PLAIN ${Buffer.from('\0laptop\0roaming-laptop-secret').toString('base64')}`), /^538 /);
+        raw.end();
+        assert.match(await attempt(transport({ user: 'laptop', pass: 'roaming-laptop-secret' })), /^250 2\.0\.0 /);
+        const [m] = await mx.waitFor(1);
+        assert.deepEqual(m!.to, ['grace@auth.example']);
+      },
+    );
+  } finally {
+    await mx.close();
+    await dns.close();
+  }
+});

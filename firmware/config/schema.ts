@@ -376,6 +376,16 @@ export const configSchema = z.strictObject({
         .array(z.string().regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, { message: 'expected a header field name' }))
         .max(100)
         .default(['Received', 'X-Originating-IP', 'X-Forwarded-For']),
+      /** Users who may relay outward with SMTP AUTH (PLAIN/LOGIN, only after STARTTLS). */
+      users: z
+        .array(
+          z.strictObject({
+            name: z.string().regex(/^[A-Za-z0-9._@+-]{1,64}$/, { message: 'expected a user name of letters, digits and . _ @ + -' }),
+            passwordHash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, { message: 'expected a scrypt hash (scrypt$N$r$p$salt$hash), as `moat ctl` or the console make' }),
+          }),
+        )
+        .max(1000)
+        .default([]),
       /** DKIM keys per sender domain: mail from that domain is signed on its way out. */
       dkim: z
         .array(

@@ -19,6 +19,12 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { parsePath, isRoutingTrick, type Mailbox } from '../policy/address.ts';
 import { checkRelay, InternalNetworks } from '../policy/relay-control.ts';
+import { verifyPassword } from '../console/auth.ts';
+
+const MAX_AUTH_FAILURES = 3;
+const AUTH_FAILURE_DELAY_MS = 1000;
+/** A valid scrypt hash of a random password: checked for unknown names, so they take as long. */
+const DUMMY_HASH = 'scrypt$16384$8$1$bW9hdC1kdW1teS1zYWx0$3q3dXq0SxwY3l9i6y2uQ8x5l0bG7aJ8n2kz3v4w5x6Y=';
 import type { RecipientDirectory } from '../policy/recipients.ts';
 import { SpoolError, type Envelope, type QueuedMessage, type Spool } from '../queue/spool.ts';
 import { MoatSMTPServer, type ConnectionHandle, type ServerHooks } from './server-hooks.ts';
@@ -73,6 +79,8 @@ export const Replies = {
   virusFound: (name: string) => reply(550, virusFoundText(name)),
   scannerUnavailable: () => reply(451, clamdUnavailableText),
   sessionDeadline: '4.4.2 Session time limit reached, closing connection',
+  authFailed: () => reply(535, '5.7.8 Authentication credentials invalid'),
+  authTooMany: '4.7.0 Too many failed authentications, closing connection',
 } as const;
 
 export function createInbound(deps: InboundDeps): MoatSMTPServer {
@@ -80,6 +88,8 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
   const ib = config.inbound;
   const localDomains = new Set(ib.localDomains);
   const internalNetworks = new InternalNetworks(config.internal.networks);
+  const users = new Map(config.outbound.users.map((u) => [u.name.toLowerCase(), u]));
+  const authFailures = new Map<string, number>();
 
   const options: SMTPServerOptions = {
     name: config.hostname,
@@ -90,7 +100,10 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     closeTimeout: 10_000,
     disableReverseLookup: true,
     authOptional: true,
-    disabledCommands: deps.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    // AUTH only with users configured, and only after STARTTLS (538 before it)
+    disabledCommands: deps.tls ? (users.size ? [] : ['AUTH']) : ['AUTH', 'STARTTLS'],
+    authMethods: ['PLAIN', 'LOGIN'],
+    allowInsecureAuth: false,
     hideSTARTTLS: !deps.tls,
     hideENHANCEDSTATUSCODES: false,
     hideDSN: true,
@@ -102,6 +115,30 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     maxRecipients: ib.maxRecipients,
     logger: false,
     ...(deps.tls ? { key: deps.tls.key, cert: deps.tls.cert } : {}),
+
+    onAuth(auth, session, cb) {
+      void (async () => {
+        const name = String(auth.username ?? '');
+        const user = users.get(name.toLowerCase());
+        // an unknown name costs the same scrypt work as a known one
+        const ok = await verifyPassword(String(auth.password ?? ''), user?.passwordHash ?? DUMMY_HASH);
+        const ctx = { cid: session.id, ip: session.remoteAddress, phase: 'auth', method: auth.method };
+        if (ok && user) {
+          log.info({ ev: 'auth', ...ctx, user: user.name }, 'authenticated');
+          return cb(null, { user: user.name });
+        }
+        const failures = (authFailures.get(session.id) ?? 0) + 1;
+        authFailures.set(session.id, failures);
+        log.warn({ ev: 'auth-failed', ...ctx, user: name.slice(0, 64), failures }, 'authentication failed');
+        // a failure is answered slowly, and the third one in a session ends it
+        await new Promise((r) => setTimeout(r, AUTH_FAILURE_DELAY_MS));
+        if (failures >= MAX_AUTH_FAILURES) {
+          authFailures.delete(session.id);
+          return cb(Object.assign(reply(421, Replies.authTooMany), { responseCode: 421 }));
+        }
+        cb(Replies.authFailed());
+      })();
+    },
 
     onConnect(session, cb) {
       log.info({ ev: 'connect', cid: session.id, ip: session.remoteAddress }, 'connect');
@@ -146,7 +183,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
         let mailbox = parsed.mailbox!;
         // RFC 5321 §4.5.1: <Postmaster> without a domain reaches the postmaster of the first local domain
         if (mailbox.domain === '') mailbox = { local: 'postmaster', domain: ib.localDomains[0]!, address: `postmaster@${ib.localDomains[0]}` };
-        const relay = checkRelay(mailbox, localDomains, internalNetworks.has(session.remoteAddress));
+        const relay = checkRelay(mailbox, localDomains, internalNetworks.has(session.remoteAddress) || Boolean(session.user));
         if (relay.verdict !== 'permit') {
           log.info({ ev: 'reject', ...ctx, reason: relay.reason, domain: mailbox.domain }, 'reject');
           return cb(policy?.relayRefused(session.id) ?? Replies.relayDenied());
