@@ -204,3 +204,51 @@ test('SMTP AUTH: an outside client relays outward only after STARTTLS and a good
     await dns.close();
   }
 });
+
+test('SMTP AUTH: the third wrong password in one session closes it with 421 4.7.0', async () => {
+  const { makePki } = await import('./helpers/certs.ts');
+  const { hashPassword } = await import('../firmware/console/auth.ts');
+  const tls = await import('node:tls');
+  const net = await import('node:net');
+  const pki = makePki('mx.example.com');
+  const passwordHash = await hashPassword('roaming-laptop-secret');
+  await withRelay({ inbound: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } }, outbound: { users: [{ name: 'laptop', passwordHash }] } }, async ({ moat }) => {
+    const plain = net.connect({ port: moat.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    let buf = '';
+    let closed = false;
+    let sock: import('node:net').Socket = plain;
+    const onData = (d: Buffer) => (buf += d.toString('latin1'));
+    plain.on('data', onData);
+    const reply = async (): Promise<string> => {
+      for (let i = 0; i < 400; i++) {
+        const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(buf);
+        if (m) {
+          buf = buf.slice(m[0].length);
+          return m[0].trimEnd();
+        }
+        if (closed) throw new Error('closed');
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`no reply: ${buf}`);
+    };
+    const cmd = async (line: string) => {
+      sock.write(line + '\r\n');
+      return reply();
+    };
+    await reply();
+    await cmd('EHLO laptop.example.net');
+    assert.match(await cmd('STARTTLS'), /^220/);
+    plain.off('data', onData);
+    sock = tls.connect({ socket: plain, ca: pki.ca, servername: 'mx.example.com' });
+    await new Promise((r) => sock.once('secureConnect', r));
+    sock.on('data', onData);
+    sock.on('close', () => (closed = true));
+    await cmd('EHLO laptop.example.net');
+    const bad = `AUTH PLAIN ${Buffer.from('\0laptop\0not-the-password').toString('base64')}`;
+    assert.match(await cmd(bad), /^535 5\.7\.8 /);
+    assert.match(await cmd(bad), /^535 5\.7\.8 /);
+    assert.match(await cmd(bad), /^421 4\.7\.0 Too many failed authentications/);
+    for (let i = 0; i < 200 && !closed; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(closed, true, 'the session was closed');
+  });
+});
