@@ -287,7 +287,7 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
     }, ib.sessionDeadlineMs);
     t.unref();
     const closed = policy?.opened(c); // the policy counts connections per address
-    return () => (clearTimeout(t), closed?.());
+    return () => (clearTimeout(t), closed?.(), authFailures.delete(c.id));
   }, hooks);
   server.on('error', (err: Error & { code?: string }) => {
     log.debug({ ev: 'client-error', code: err.code, err: err.message }, 'client connection error');
