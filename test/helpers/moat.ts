@@ -17,6 +17,7 @@ type Overrides = {
   scan?: ConfigInput['scan'];
   policy?: ConfigInput['policy'];
   dns?: ConfigInput['dns'];
+  health?: ConfigInput['health'];
 };
 
 export function testConfig(dataDir: string, servers: Array<{ port: number; priority?: number; tls?: 'none' | 'opportunistic' | 'required' }>, o: Overrides = {}) {
@@ -30,6 +31,7 @@ export function testConfig(dataDir: string, servers: Array<{ port: number; prior
     ...(o.scan ? { scan: o.scan } : {}),
     ...(o.policy ? { policy: o.policy } : {}),
     ...(o.dns ? { dns: o.dns } : {}),
+    ...(o.health ? { health: o.health } : {}),
   });
 }
 
