@@ -10,7 +10,10 @@
  */
 import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { startPanel } from './console/panel.ts';
+import { parseConfig } from './config/schema.ts';
+import { startFrontPanel } from './panel/start.ts';
 
 function fail(msg: string, code = 2): never {
   process.stderr.write(`moat-panel: ${msg}\n`);
@@ -40,4 +43,9 @@ const panel = await startPanel({
       : new Promise<void>((resolve, reject) => execFile('systemctl', ['reboot'], (e) => (e ? reject(e) : resolve()))),
 }).catch((e: Error) => fail(`cannot start: ${e.message}`, 1));
 process.stderr.write(`moat-panel: console on ${values.device ?? 'console.device'}\n`);
-for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void panel.close().then(() => process.exit(0)));
+// the LEDs (panel/): lamp test, then moatd's health; the simulator renders its line on stderr
+const front = await startFrontPanel(parseConfig(JSON.parse(readFileSync(values.config, 'utf8'))), {
+  render: (line) => process.stderr.write(`${line}\n`),
+  warn: (m) => process.stderr.write(`moat-panel: ${m}\n`),
+}).catch((e: Error) => fail(`cannot start the front panel: ${e.message}`, 1));
+for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void Promise.all([panel.close(), front.close()]).then(() => process.exit(0)));
