@@ -23,6 +23,7 @@ import { startControl, type ControlServer } from './control/server.ts';
 import { InternalDelivery } from './delivery/internal.ts';
 import { OutboundDelivery } from './delivery/outbound.ts';
 import { Health } from './health/health.ts';
+import { HealthMonitor } from './health/monitor.ts';
 import type { Logger } from './log/logger.ts';
 import type { LogRing } from './log/ring.ts';
 import { RecipientDirectory } from './policy/recipients.ts';
@@ -45,6 +46,10 @@ export type Daemon = {
   spool: Spool;
   queue: QueueManager;
   health: Health;
+  /** The health model (health/monitor.ts): state and reasons for `status` and the LEDs. */
+  monitor: HealthMonitor;
+  /** SMTP transactions accepted since the start (the panel's ACTIVITY LED follows it). */
+  readonly transactions: number;
   /** The configuration new work uses. */
   readonly config: Config;
   /** Builds everything a configuration needs (and binds a changed listener) without switching to it. */
@@ -103,6 +108,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     log,
   });
   let queue: QueueManager | null = null;
+  let transactions = 0;
 
   function build(config: Config, tls?: { key: Buffer; cert: Buffer }, db = signatures): Generation {
     const delivery = new InternalDelivery(config, log);
@@ -126,7 +132,10 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       scan,
       log,
       policy,
-      accepted: (m) => queue!.enqueue(m),
+      accepted: (m) => {
+        transactions++;
+        return queue!.enqueue(m);
+      },
       tls: tls ?? loadTls(config.inbound.tls),
     });
     return { config, server, delivery, scan };
@@ -187,6 +196,17 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     }
   };
   await networkFiles(config);
+
+  const monitor = new HealthMonitor({
+    config: () => current.config,
+    listening: () => listener.listening,
+    faults: () => health.list(),
+    queue: () => {
+      const first = spool.messages.values().next();
+      return { total: spool.messages.size, oldestArrivedAt: first.done ? null : first.value.envelope.arrivedAt };
+    },
+  });
+  monitor.start();
 
   const prepare = async (next: Config): Promise<Prepared> => {
     // changed signature settings are loaded now: a file that cannot be used refuses the commit
@@ -258,6 +278,10 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     spool,
     queue,
     health,
+    monitor,
+    get transactions() {
+      return transactions;
+    },
     get config() {
       return current.config;
     },
@@ -266,6 +290,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       (await prepare(next)).activate();
     },
     async close() {
+      monitor.stop();
       await daemon.control?.close();
       const closing = [...listeners].map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
       for (const g of generations) g.server.close(() => undefined);

@@ -4,13 +4,18 @@
  *   node dist/moat-panel.js --config /data/moat/config.json [--device PATH] [--dev]
  *
  * Runs the serial console (console/panel.ts) on console.device, talking to
- * moatd over control.socket. `--dev` (the development gateway) makes `reboot`
+ * moatd over control.socket, and the front panel (panel/start.ts): the LEDs
+ * of panel.board and the button on panel.buttonDevice. `--dev` (the development gateway) makes `reboot`
  * say what it would do instead of rebooting the machine. Stops on SIGTERM or
  * SIGINT. Must never run the reboot through a shell.
  */
 import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { startPanel } from './console/panel.ts';
+import { parseConfig } from './config/schema.ts';
+import { startButton, startFrontPanel } from './panel/start.ts';
 
 function fail(msg: string, code = 2): never {
   process.stderr.write(`moat-panel: ${msg}\n`);
@@ -40,4 +45,16 @@ const panel = await startPanel({
       : new Promise<void>((resolve, reject) => execFile('systemctl', ['reboot'], (e) => (e ? reject(e) : resolve()))),
 }).catch((e: Error) => fail(`cannot start: ${e.message}`, 1));
 process.stderr.write(`moat-panel: console on ${values.device ?? 'console.device'}\n`);
-for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void panel.close().then(() => process.exit(0)));
+// the LEDs (panel/): lamp test, then moatd's health; the simulator renders its line on stderr
+const config = parseConfig(JSON.parse(readFileSync(values.config, 'utf8')));
+const front = await startFrontPanel(config, {
+  render: (line) => process.stderr.write(`${line}\n`),
+  warn: (m) => process.stderr.write(`moat-panel: ${m}\n`),
+}).catch((e: Error) => fail(`cannot start the front panel: ${e.message}`, 1));
+const button = startButton(config, {
+  front,
+  print: (line) => panel.print(line),
+  addresses: () => (networkInterfaces()[config.network.interface] ?? []).map((a) => a.address),
+  warn: (m) => process.stderr.write(`moat-panel: ${m}\n`),
+});
+for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void Promise.all([panel.close(), front.close(), button?.close()]).then(() => process.exit(0)));

@@ -15,6 +15,7 @@
  * `--factory FILE` names the document `factory-reset` commits.
  */
 import './runtime.ts';
+import { startSdNotify } from './health/watchdog.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseConfig, type Config } from './config/schema.ts';
@@ -78,11 +79,14 @@ if (store.revisions().length === 0) await store.commit(store.document, { user: '
 const daemon = await startDaemon(config, log, { store, ring, health, ...(factory !== undefined ? { factory } : {}) }).catch((e: Error) =>
   fail(`cannot start: ${e.message}`, 1),
 );
+// systemd: READY=1 now, WATCHDOG=1 every WATCHDOG_USEC/2 (health/watchdog.ts); nothing without NOTIFY_SOCKET
+const notifier = startSdNotify({ warn: (m) => log.warn({ ev: 'sd-notify', err: m }, 'cannot notify systemd') });
 let stopping = false;
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {
     if (stopping) return;
     stopping = true;
+    notifier?.stop();
     log.info({ ev: 'signal', signal: sig }, 'stopping');
     daemon.close().then(
       () => process.exit(0),

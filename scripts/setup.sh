@@ -16,6 +16,7 @@ command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v strace >/dev/null 2>&1 || need+=(strace)   # a test watches the config store's fsync order
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)   # the scan tests start a real clamd with a small database
 command -v socat >/dev/null 2>&1 || need+=(socat)     # console tests and dev.sh: a pseudo-terminal pair
+command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)   # the watchdog test: moatd notifies through systemd-notify
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian" >&2
   apt-get update -qq

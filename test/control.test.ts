@@ -333,6 +333,8 @@ test('a commit writes the network files under network.filesRoot; factory-reset c
     await ctl.request('config.set', { path: 'network', value: { mode: 'static', address: '192.0.2.10', prefix: 24, gateway: '192.0.2.1', dnsServers: ['192.0.2.53'], filesRoot: root } });
     await ctl.request('config.commit');
     await until('the network unit is rewritten', async () => (await rf(join(root, 'etc/systemd/network/10-moat.network'), 'utf8')).includes('Address=192.0.2.10/24'));
+    // resolv.conf is written after the network unit, each synced: wait for it too
+    await until('resolv.conf is rewritten', async () => (await rf(join(root, 'etc/resolv.conf'), 'utf8').catch(() => '')).includes('192.0.2.53'));
     assert.equal(await rf(join(root, 'etc/resolv.conf'), 'utf8').then((t) => t.split('\n').filter((l) => l.startsWith('nameserver')).join()), 'nameserver 192.0.2.53');
     // a storage change is committed but waits for a restart, and says so
     await ctl.request('config.set', { path: 'storage.minFreeBytes', value: 2 * 1024 * 1024 });

@@ -524,6 +524,38 @@ export const configSchema = z.strictObject({
       filesRoot: z.string().default(''),
     })
     .prefault({}),
+  // --- issue 7: health model and front panel ---
+  /** The health model (health/monitor.ts): how often it probes and where degraded begins. */
+  health: z
+    .strictObject({
+      /** Time between two rounds of probes (internal servers, DNS, clamd, disk, certificate). */
+      intervalMs: ms.min(1000).max(3_600_000).default(30_000),
+      /** A probe that has not answered after this long counts as failed. */
+      probeTimeoutMs: ms.min(100).max(60_000).default(5_000),
+      /** Queued messages from which the queue counts as backing up (degraded). */
+      queueMessages: z.number().int().min(1).default(1000),
+      /** Age of the oldest queued message from which the queue counts as backing up (degraded). */
+      queueAgeMs: ms.min(1000).default(3_600_000),
+      /** Free space of the data partition below which health is degraded (below storage.minFreeBytes it is a fault). */
+      lowFreeBytes: bytes.default(256 * 1024 * 1024),
+      /** Days before the inbound TLS certificate expires from which health is degraded. */
+      certWarnDays: z.number().int().min(0).max(365).default(14),
+    })
+    .prefault({}),
+  /** The front panel (moat-panel): board profile, LED class root, button input device. */
+  panel: z
+    .strictObject({
+      /** A board profile in board/: pi3, pi4, pi5, cm4 or simulator. */
+      board: z.enum(['pi3', 'pi4', 'pi5', 'cm4', 'simulator']).default('pi4'),
+      /** The Linux LED class folder holding moat:green:status, moat:red:fault, moat:yellow:activity. */
+      ledsRoot: z.string().min(1).default('/sys/class/leds'),
+      /** The gpio-key input device of the button (input_event records); empty: no button. */
+      buttonDevice: z.string().default('/dev/input/by-path/platform-button-event'),
+      /** How often moat-panel asks moatd for its status; no answer for faultAfterMs shows FAULT. */
+      pollMs: ms.min(100).max(5_000).default(1_000),
+      faultAfterMs: ms.min(500).max(5_000).default(3_000),
+    })
+    .prefault({}),
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -94,6 +94,8 @@ const showStatus = async (ctx: CommandContext) => {
     `host        ${s.hostname}   up ${formatDuration(s.uptimeSeconds * 1000)}`,
     `health      ${s.health}${s.faults.length ? '' : ' (no faults)'}`,
     ...s.faults.map((f: any) => `  FAULT ${f.code} since ${f.since}: ${f.message}`),
+    `state       ${s.state}${s.checkedAt ? ` (checked ${s.checkedAt})` : ''}`,
+    ...(s.reasons ?? []).map((r: any) => `  ${r.level === 'fault' ? 'FAULT' : 'DEGRADED'} ${r.code}: ${r.message}`),
     `smtp        listening on ${s.listen}, for ${s.localDomains.join(', ')}`,
     `queue       ${s.queue.total} queued: ${s.queue.ready} ready, ${s.queue.active} active, ${s.queue.deferred} deferred, ${s.queue.held} held`,
     `config      revision ${s.config.revision ?? '(none)'}${s.config.confirmBy ? `, must be confirmed by ${s.config.confirmBy} or it rolls back to ${s.config.rollbackTo}` : ''}`,

@@ -38,7 +38,7 @@ export type PanelOptions = {
   warn?(msg: string): void;
 };
 
-export type Panel = { console: Console; close(): Promise<void> };
+export type Panel = { console: Console; /** A line on the console from outside the session (the button's). */ print(line: string): void; close(): Promise<void> };
 
 async function readConfig(path: string): Promise<Config> {
   return parseConfig(JSON.parse(await readFile(path, 'utf8')));
@@ -96,6 +96,9 @@ export async function startPanel(o: PanelOptions): Promise<Panel> {
   await open();
   return {
     console: con,
+    print(line: string) {
+      if (port?.isOpen) port.write(`\r\n${line}\r\n`);
+    },
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);

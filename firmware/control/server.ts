@@ -162,6 +162,8 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
       localDomains: daemon.config.inbound.localDomains,
       health: daemon.health.state,
       faults: daemon.health.list(),
+      ...(({ state, reasons, checkedAt }) => ({ state, reasons, checkedAt }))(daemon.monitor.report()),
+      transactions: daemon.transactions,
       queue: { ...daemon.queue.stats(), total: daemon.spool.messages.size },
       signatures: daemon.scan.signatures,
       config: {

@@ -56,6 +56,7 @@ if (!existsSync(configFile)) {
         console: { device: join(dir, 'tty-panel') },
         control: { socket: join(dir, 'control.sock') },
         network: { filesRoot: join(dir, 'os') },
+        panel: { board: 'simulator', ledsRoot: dir, buttonDevice: '' },
       },
       null,
       2,

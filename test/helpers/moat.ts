@@ -18,6 +18,7 @@ type Overrides = {
   policy?: ConfigInput['policy'];
   dns?: ConfigInput['dns'];
   outbound?: ConfigInput['outbound'];
+  health?: ConfigInput['health'];
 };
 
 export function testConfig(dataDir: string, servers: Array<{ port: number; priority?: number; tls?: 'none' | 'opportunistic' | 'required' }>, o: Overrides = {}) {
@@ -32,6 +33,7 @@ export function testConfig(dataDir: string, servers: Array<{ port: number; prior
     ...(o.policy ? { policy: o.policy } : {}),
     ...(o.dns ? { dns: o.dns } : {}),
     ...(o.outbound ? { outbound: o.outbound } : {}),
+    ...(o.health ? { health: o.health } : {}),
   });
 }
 
