@@ -99,9 +99,21 @@ const log = (s) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}
 
 // ---------------------------------------------------------------- moatd as a child process
 
+/** moatd children alive, so that an interrupted run does not leave them behind. */
+const live = new Set();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    for (const c of live) c.kill('SIGKILL');
+    console.error(`torture: interrupted by ${sig}; a tmpfs of the full scenario may still be mounted under ${tmpdir()}/moat-tmpfs-*`);
+    process.exit(130);
+  });
+}
+
 /** Starts node dist/moatd.js; resolves once it logs that it listens. */
 async function startMoatd(configPath) {
   const child = spawn(process.execPath, [MOATD, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
   let tail = '';
   let listening = false;
