@@ -8,14 +8,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closedPort } from './sink.ts';
 
-export type Clamd = { socket: string; tcp: string; stop(): Promise<void> };
+export type Clamd = { socket: string; tcp: string; pid: number; stop(): Promise<void> };
 
-/** ndb: lines of an .ndb file (Name:Target:Offset:HexSignature). */
-export async function startClamd(ndb: string): Promise<Clamd> {
+/** ndb: lines of an .ndb file (Name:Target:Offset:HexSignature); port: a fixed TCP port (to kill it and start it again at the same address). */
+export async function startClamd(ndb: string, opts: { port?: number } = {}): Promise<Clamd> {
   const dir = await mkdtemp(join(tmpdir(), 'moat-clamd-'));
   await writeFile(join(dir, 'moat-test.ndb'), ndb.endsWith('\n') ? ndb : ndb + '\n');
   const socket = join(dir, 'clamd.sock');
-  const port = await closedPort();
+  const port = opts.port ?? (await closedPort());
   const conf = join(dir, 'clamd.conf');
   await writeFile(
     conf,
@@ -49,6 +49,7 @@ export async function startClamd(ndb: string): Promise<Clamd> {
   return {
     socket,
     tcp: `127.0.0.1:${port}`,
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       await Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))]);

@@ -28,8 +28,8 @@ function strings(v: string | string[]): string[] {
   return out.length ? out : [''];
 }
 
-/** silent: names under these suffixes get no answer; servfail: names under these get SERVFAIL. */
-export async function startDns(zone: Zone, opts: { silent?: string[]; servfail?: string[] } = {}): Promise<TestDns> {
+/** silent: names under these suffixes get no answer; servfail: names under these get SERVFAIL; port: a fixed UDP port (to stop and start it again at the same address). */
+export async function startDns(zone: Zone, opts: { silent?: string[]; servfail?: string[]; port?: number } = {}): Promise<TestDns> {
   const asked: string[] = [];
   const server = dns2.createServer({
     udp: true,
@@ -58,7 +58,7 @@ export async function startDns(zone: Zone, opts: { silent?: string[]; servfail?:
     },
   });
   server.on('requestError', () => undefined);
-  await server.listen({ udp: { port: 0, address: '127.0.0.1' } });
+  await server.listen({ udp: { port: opts.port ?? 0, address: '127.0.0.1' } });
   const port = ((server as any).addresses().udp as AddressInfo).port;
   return {
     server: `127.0.0.1:${port}`,
