@@ -423,15 +423,27 @@ test('SIGKILL at random moments while committing: the store always opens the old
         `const s = await ConfigStore.open(${JSON.stringify(t.file)}, { validate: parseConfig, keep: 5 });\n` +
         `process.stdout.write('ready\\n');\n` +
         `const base = ${JSON.stringify(doc())};\n` +
-        `for (let i = 1; ; i++) await s.commit({ ...base, inbound: { localDomains: ['p' + process.pid + 'c' + i + '.example'] } }, { user: 'loop' });\n`,
+        `for (let i = 1; ; i++) {\n` +
+        `  await s.commit({ ...base, inbound: { localDomains: ['p' + process.pid + 'c' + i + '.example'] } }, { user: 'loop' });\n` +
+        `  process.stdout.write('c\\n');\n` +
+        `}\n`,
     );
     let kills = 0;
     const seen = new Set<string>();
     for (let round = 0; round < 8; round++) {
       const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise((r) => child.once('exit', r));
-      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-      await new Promise((r) => setTimeout(r, 5 + Math.random() * 60));
+      // wait for a random number of finished commits (progress, not time: the machine may be slow),
+      // then kill at a random moment of the next one
+      const target = 1 + Math.floor(Math.random() * 5);
+      await new Promise<void>((resolve) => {
+        let lines = -1; // the first line is "ready"
+        child.stdout.on('data', (d: Buffer) => {
+          lines += d.toString().split('\n').length - 1;
+          if (lines >= target) resolve();
+        });
+      });
+      await new Promise((r) => setTimeout(r, Math.random() * 4));
       child.kill('SIGKILL');
       await exited;
       kills++;
@@ -443,7 +455,8 @@ test('SIGKILL at random moments while committing: the store always opens the old
       assert.deepEqual((await readdir(t.dir)).filter((n) => n.includes('.tmp')), [], 'stale temps cleaned');
     }
     assert.equal(kills, 8);
-    assert.ok(seen.size >= 3, `commits were under way when killed: ${[...seen].join(' ')}`);
+    // every round finished at least one commit of its own before the kill, so each left its mark
+    assert.equal(seen.size, 8, `each round's last finished commit was kept: ${[...seen].join(' ')}`);
     // A kill before the prune leaves extra revisions; the next commit prunes them all.
     const store = await ConfigStore.open<Config>(t.file, { validate: parseConfig, keep: 5 });
     await store.commit(doc(['final.example']), { user: 'admin' });
