@@ -222,7 +222,7 @@ export class InternalDelivery {
         continue;
       }
       pool.downUntil = 0;
-      const r = await this.sendOn(conn, job);
+      const r = await sendTransaction(conn, job);
       pool.release(conn, r.reusable);
       this.log.info(
         { ev: 'deliver-attempt', queueId: job.id, server: pool.label, reply: r.reply, outcome: r.kind },
@@ -235,28 +235,29 @@ export class InternalDelivery {
     return { server: null, outcomes: job.to.map(() => ({ status: 'deferred', reply: lastReply })) };
   }
 
-  private async sendOn(conn: SmtpClient, job: DeliveryJob): Promise<Attempt> {
-    const body = job.open();
-    let res: SendResult;
-    try {
-      res = await conn.send({ from: job.from, to: job.to, size: job.size, eightBit: job.bodyType === '8BITMIME' }, body);
-    } catch (e) {
-      const err = e as SmtpClientError;
-      if (err.code === 'EBODY') {
-        // our own spool could not be read: another server would fare no better
-        const reply = `4.3.0 ${err.message}`;
-        return { kind: 'done', outcomes: job.to.map(() => ({ status: 'deferred', reply })), reply, reusable: false };
-      }
-      return { kind: 'next', reply: `4.4.2 ${err.message}`, reusable: false };
-    } finally {
-      body.destroy();
-    }
-    return settle(job, res);
-  }
-
   close(): void {
     for (const p of this.pools) p.close();
   }
+}
+
+/** One transaction on an open connection, its replies turned into outcomes or "try the next server". */
+export async function sendTransaction(conn: SmtpClient, job: DeliveryJob): Promise<Attempt> {
+  const body = job.open();
+  let res: SendResult;
+  try {
+    res = await conn.send({ from: job.from, to: job.to, size: job.size, eightBit: job.bodyType === '8BITMIME' }, body);
+  } catch (e) {
+    const err = e as SmtpClientError;
+    if (err.code === 'EBODY') {
+      // our own spool could not be read: another server would fare no better
+      const reply = `4.3.0 ${err.message}`;
+      return { kind: 'done', outcomes: job.to.map(() => ({ status: 'deferred', reply })), reply, reusable: false };
+    }
+    return { kind: 'next', reply: `4.4.2 ${err.message}`, reusable: false };
+  } finally {
+    body.destroy();
+  }
+  return settle(job, res);
 }
 
 export type Attempt = { kind: 'done'; outcomes: RcptOutcome[]; reply: string; reusable: boolean } | { kind: 'next'; reply: string; reusable: boolean };
@@ -265,7 +266,7 @@ const UNSENDABLE_SENDER = '5.1.7 Sender address cannot be sent over SMTP (contro
 const UNSENDABLE_RCPT = '5.1.3 Recipient address cannot be sent over SMTP (control, space, angle bracket or non-ASCII character); not delivered';
 
 /** Turns the replies of one transaction into per-recipient outcomes, or into "try the next server". */
-export function settle(job: DeliveryJob, res: SendResult): Attempt {
+function settle(job: DeliveryJob, res: SendResult): Attempt {
   const { mail, rcpts, data } = res;
   if (!isClass(mail, 2)) {
     if (isClass(mail, 5)) return { kind: 'done', outcomes: job.to.map(() => ({ status: 'failed', reply: mail.text })), reply: mail.text, reusable: true };

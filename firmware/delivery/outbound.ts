@@ -23,8 +23,8 @@
  */
 import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.ts';
-import { SmtpClient, SmtpClientError, type SendResult } from './smtp-client.ts';
-import { settle, type Attempt, type DeliveryJob, type DeliveryResult, type RcptOutcome } from './internal.ts';
+import { SmtpClient } from './smtp-client.ts';
+import { sendTransaction, type DeliveryJob, type DeliveryResult, type RcptOutcome } from './internal.ts';
 import { resolveMx } from './mx.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
@@ -141,7 +141,7 @@ export class OutboundDelivery {
           o.log.info({ ev: 'deliver-attempt', queueId: job.id, server: label, err: (e as Error).message }, 'MX host unreachable');
           continue;
         }
-        const r = await this.#send(conn, job);
+        const r = await sendTransaction(conn, job);
         o.log.info({ ev: 'deliver-attempt', queueId: job.id, server: label, tls: conn.secure, reply: r.reply, outcome: r.kind }, 'delivery attempt');
         void conn.quit();
         if (r.kind === 'done') return r.outcomes;
@@ -149,23 +149,5 @@ export class OutboundDelivery {
       }
     }
     return all('deferred', lastReply);
-  }
-
-  async #send(conn: SmtpClient, job: DeliveryJob): Promise<Attempt> {
-    const body = job.open();
-    let res: SendResult;
-    try {
-      res = await conn.send({ from: job.from, to: job.to, size: job.size, eightBit: job.bodyType === '8BITMIME' }, body);
-    } catch (e) {
-      const err = e as SmtpClientError;
-      if (err.code === 'EBODY') {
-        const reply = `4.3.0 ${err.message}`;
-        return { kind: 'done', outcomes: job.to.map(() => ({ status: 'deferred', reply })), reply, reusable: false };
-      }
-      return { kind: 'next', reply: `4.4.2 ${err.message}`, reusable: false };
-    } finally {
-      body.destroy();
-    }
-    return settle(job, res);
   }
 }

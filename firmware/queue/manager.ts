@@ -226,27 +226,20 @@ export class QueueManager {
     const foreign = pending.filter((i) => !local.includes(i));
     const changes: Array<[number, RcptStatus, string?]> = [];
     let outcomes: RcptOutcome[] = [];
+    const job = (idx: number[]) => ({
+      id: m.id,
+      from: m.envelope.from,
+      to: idx.map((i) => m.envelope.to[i]!),
+      size: m.size + (m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0),
+      bodyType: m.envelope.bodyType,
+      open: () => this.spool.reader(m),
+    });
     if (local.length) {
       const delivery = this.delivery; // a new configuration applies to the next attempt
-      const r = await delivery.deliver({
-        id: m.id,
-        from: m.envelope.from,
-        to: local.map((i) => m.envelope.to[i]!),
-        size: m.size + (m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0),
-        bodyType: m.envelope.bodyType,
-        open: () => this.spool.reader(m),
-      });
-      outcomes = r.outcomes;
+      outcomes = (await delivery.deliver(job(local))).outcomes;
     }
     if (foreign.length && this.outbound) {
-      const r = await this.outbound.deliver({
-        id: m.id,
-        from: m.envelope.from,
-        to: foreign.map((i) => m.envelope.to[i]!),
-        size: m.size + (m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0),
-        bodyType: m.envelope.bodyType,
-        open: () => this.spool.reader(m),
-      });
+      const r = await this.outbound.deliver(job(foreign));
       outcomes = [...outcomes, ...r.outcomes];
     }
     const routed = this.outbound ? [...local, ...foreign] : local;
