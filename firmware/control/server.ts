@@ -77,6 +77,18 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
   const { daemon, store, log } = deps;
   const path = daemon.config.control.socket;
   const started = Date.now();
+  // event-loop delay since the previous status (a stall of the one JS thread shows here first):
+  // a 20 ms ticker records how late each tick came (perf_hooks' histogram loses the first
+  // sample after a reset, which is exactly the stall one wants to see)
+  const TICK_MS = 20;
+  const lateness: number[] = [];
+  let lastTick = performance.now();
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    if (lateness.length < 10_000) lateness.push(Math.max(0, now - lastTick - TICK_MS));
+    lastTick = now;
+  }, TICK_MS);
+  ticker.unref();
   let commitChain: Promise<unknown> = Promise.resolve();
   let pending: { revision: number; previous: number; at: number; timer: NodeJS.Timeout } | null = null;
 
@@ -164,6 +176,11 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
       faults: daemon.health.list(),
       ...(({ state, reasons, checkedAt }) => ({ state, reasons, checkedAt }))(daemon.monitor.report()),
       transactions: daemon.transactions,
+      eventLoopDelayMs: (() => {
+        const sorted = lateness.splice(0).sort((a, b) => a - b);
+        const at = (q: number) => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0) * 100) / 100;
+        return { p50: at(0.5), p99: at(0.99), max: at(1) };
+      })(),
       queue: { ...daemon.queue.stats(), total: daemon.spool.messages.size },
       signatures: daemon.scan.signatures,
       config: {
@@ -434,6 +451,7 @@ export async function startControl(deps: ControlDeps): Promise<ControlServer> {
     path,
     async close() {
       cancelPending();
+      clearInterval(ticker);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
