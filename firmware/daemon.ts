@@ -115,7 +115,8 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     const scan = new ScanService(config, log, db);
     // the anti-abuse policy and the DNS resolver every lookup uses; built anew with each
     // configuration, so its counters and temporary blocks start afresh after a commit
-    const policy = new Policy(config, new DnsResolver(config.dns), log);
+    const resolver = new DnsResolver(config.dns);
+    const policy = new Policy(config, resolver, log);
     const probeTargets = orderServers(config.internal.servers, () => 0).map((s) => ({
       host: s.host,
       port: s.port,
@@ -130,6 +131,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       spool,
       recipients,
       scan,
+      resolve: resolver.resolve,
       log,
       policy,
       accepted: (m) => {

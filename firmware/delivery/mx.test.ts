@@ -89,3 +89,16 @@ test('DNS failures are temporary, never "no such domain": SERVFAIL, no answer (t
     { servfail: ['broken.example'], silent: ['silent.example', 'slow.half.example'] },
   );
 });
+
+test('hasNullMx: true only for a null MX answered now; normal MX, no domain and DNS failure are false', async () => {
+  const { hasNullMx } = await import('./mx.ts');
+  await withDns(
+    async (resolve) => {
+      assert.equal(await hasNullMx('nomail.example.', resolve), true);
+      assert.equal(await hasNullMx('example.net', resolve), false);
+      assert.equal(await hasNullMx('nowhere.example', resolve), false);
+      assert.equal(await hasNullMx('broken.example', resolve), false);
+    },
+    { servfail: ['broken.example'] },
+  );
+});

@@ -113,3 +113,18 @@ export async function resolveMx(
   if (temporary) return { kind: 'temporary', text: `address lookups for the MX hosts of ${name} failed` };
   return { kind: 'permanent', reason: 'no-address', text: `no MX host of ${name} has an address` };
 }
+
+/**
+ * True only when DNS says right now that the domain publishes a null MX (one
+ * MX record, preference 0, exchange "."): what RCPT can refuse with 556 5.1.10
+ * (RFC 7505 §4.2). Any other answer, an error or a timeout is false: delivery
+ * decides later.
+ */
+export async function hasNullMx(domain: string, resolve: Resolve): Promise<boolean> {
+  try {
+    const answer = (await resolve(domain.toLowerCase().replace(/\.$/, ''), 'MX')) as Array<{ exchange: string; priority: number }>;
+    return answer.length === 1 && answer[0]!.priority === 0 && answer[0]!.exchange.replace(/\.$/, '') === '';
+  } catch {
+    return false;
+  }
+}

@@ -20,6 +20,8 @@ import type { Logger } from '../log/logger.ts';
 import { parsePath, isRoutingTrick, type Mailbox } from '../policy/address.ts';
 import { checkRelay, InternalNetworks } from '../policy/relay-control.ts';
 import { verifyPassword } from '../console/auth.ts';
+import { hasNullMx } from '../delivery/mx.ts';
+import type { DnsResolver } from '../dns/resolver.ts';
 
 const MAX_AUTH_FAILURES = 3;
 const AUTH_FAILURE_DELAY_MS = 1000;
@@ -46,6 +48,8 @@ export type InboundDeps = {
   config: Config;
   spool: Spool;
   recipients: RecipientDirectory;
+  /** DNS for the outbound recipient check (null MX); without it RCPT does not look. */
+  resolve?: DnsResolver['resolve'];
   /** Builds the scan stages of each message. */
   scan: ScanService;
   log: Logger;
@@ -80,6 +84,7 @@ export const Replies = {
   scannerUnavailable: () => reply(451, clamdUnavailableText),
   sessionDeadline: '4.4.2 Session time limit reached, closing connection',
   authFailed: () => reply(535, '5.7.8 Authentication credentials invalid'),
+  nullMx: () => reply(556, '5.1.10 Recipient address has null MX'),
   authTooMany: '4.7.0 Too many failed authentications, closing connection',
 } as const;
 
@@ -190,6 +195,11 @@ export function createInbound(deps: InboundDeps): MoatSMTPServer {
         }
         const refused = await policy?.rcpt(session.id, mailbox);
         if (refused) return cb(refused);
+        // outbound: a domain that publishes a null MX takes no mail (RFC 7505): refuse now, not bounce later
+        if (relay.reason === 'internal-network' && deps.resolve && (await hasNullMx(mailbox.domain, deps.resolve))) {
+          log.info({ ev: 'reject', ...ctx, reason: 'null-mx', domain: mailbox.domain }, 'reject');
+          return cb(Replies.nullMx());
+        }
         // outbound (an internal client, a foreign domain): the recipient is the next hop's to judge
         const check = relay.reason === 'internal-network' ? { verdict: 'accept' as const } : await recipients.check(mailbox.address);
         if (check.verdict === 'unknown') {
