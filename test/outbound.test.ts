@@ -253,3 +253,45 @@ test('SMTP AUTH: the third wrong password in one session closes it with 421 4.7.
     assert.equal(closed, true, 'the session was closed');
   });
 });
+
+test('a DKIM key file that cannot be read stops the start with a message naming the setting and the file', async () => {
+  const { startMoat } = await import('./helpers/moat.ts');
+  const { closedPort } = await import('./helpers/sink.ts');
+  await assert.rejects(
+    startMoat([{ port: await closedPort() }], { outbound: { dkim: [{ domain: 'example.com', selector: 's1', keyFile: '/nonexistent/example.com.pem' }] } }),
+    /outbound\.dkim: cannot read key file \/nonexistent\/example\.com\.pem/,
+  );
+});
+
+test('moat-ctl hash-password: a password from standard input becomes a hash outbound.users accepts; a short one is refused', async () => {
+  const { spawn } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const { verifyPassword } = await import('../firmware/console/auth.ts');
+  const { parseConfig } = await import('../firmware/config/schema.ts');
+  const ctl = join(import.meta.dirname, '..', 'dist', 'moat-ctl.js');
+  const run = (input: string) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      const child = spawn(process.execPath, [ctl, 'hash-password'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      child.stderr.on('data', (d: Buffer) => (err += d));
+      child.once('exit', (code) => resolve({ code: code ?? -1, out, err }));
+      child.stdin.end(input);
+    });
+  const ok = await run('roaming-laptop-secret\n');
+  assert.equal(ok.code, 0, ok.err);
+  const hash = ok.out.trim();
+  assert.equal(await verifyPassword('roaming-laptop-secret', hash), true);
+  assert.ok(!ok.out.includes('roaming-laptop-secret'), 'the password is not echoed');
+  parseConfig({
+    hostname: 'mx.example.com',
+    inbound: { localDomains: ['example.com'] },
+    internal: { servers: [{ host: '10.0.0.5' }] },
+    storage: { dataDir: '/var/lib/moat' },
+    outbound: { users: [{ name: 'laptop', passwordHash: hash }] },
+  });
+  const short = await run('short\n');
+  assert.equal(short.code, 1);
+  assert.match(short.err, /hash-password: at least 8 characters/);
+});
