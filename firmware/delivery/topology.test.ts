@@ -31,3 +31,17 @@ test('LF line endings, a message without a body, and no names at all', async () 
   assert.equal(await strip([Buffer.from('Received: x\r\nFrom: a\r\n')]), 'From: a\r\n');
   assert.equal(await strip([Buffer.from(msg)], []), msg);
 });
+
+test('the body after the header is passed on as a view of the chunk it came in, not a copy', async () => {
+  const chunk = Buffer.from(msg);
+  const out: Buffer[] = [];
+  const s = new HeaderStripper(['Received']);
+  s.on('data', (d: Buffer) => out.push(d));
+  await new Promise<void>((resolve) => {
+    s.on('end', resolve);
+    s.end(chunk);
+  });
+  const body = out[1]!;
+  assert.equal(body.buffer, chunk.buffer, 'same memory');
+  assert.equal(body.byteOffset, chunk.byteOffset + chunk.indexOf('\r\n\r\n') + 2);
+});

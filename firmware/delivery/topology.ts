@@ -33,7 +33,8 @@ export class HeaderStripper extends Transform {
     if (this.#done) return cb(null, chunk);
     this.#head.push(chunk);
     this.#headLen += chunk.length;
-    const all = Buffer.concat(this.#head, this.#headLen); // the header only: bounded, and once
+    // the header only, and bounded; a header that ends in its first chunk (the usual case) is not copied
+    const all = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLen);
     const end = findHeaderEnd(all);
     if (end < 0 && this.#headLen < HEADER_LIMIT) {
       this.#head = [all];
@@ -48,7 +49,7 @@ export class HeaderStripper extends Transform {
 
   override _flush(cb: TransformCallback): void {
     if (!this.#done && this.#headLen) {
-      const all = Buffer.concat(this.#head, this.#headLen);
+      const all = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLen);
       this.#head = [];
       return cb(null, this.#strip(all));
     }
