@@ -36,6 +36,7 @@ import { readFileSync } from 'node:fs';
 import { ScanService, loadSignatures } from './scan/build.ts';
 import { DnsResolver } from './dns/resolver.ts';
 import { Policy } from './policy/policy.ts';
+import type { AbuseTracker } from './policy/abuse-tracker.ts';
 
 export type Daemon = {
   port: number;
@@ -86,6 +87,7 @@ type Generation = {
   server: MoatSMTPServer;
   delivery: InternalDelivery;
   scan: ScanService;
+  policy: Policy;
 };
 
 function readKey(file: string): string {
@@ -109,14 +111,17 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
   });
   let queue: QueueManager | null = null;
   let transactions = 0;
+  let tracker: AbuseTracker | undefined;
 
   function build(config: Config, tls?: { key: Buffer; cert: Buffer }, db = signatures): Generation {
     const delivery = new InternalDelivery(config, log);
     const scan = new ScanService(config, log, db);
-    // the anti-abuse policy and the DNS resolver every lookup uses; built anew with each
-    // configuration, so its counters and temporary blocks start afresh after a commit
+    // the anti-abuse policy and the DNS resolver every lookup uses, built anew with each
+    // configuration; the policy's memory of clients (blocks, counts, greylist) is one for
+    // the life of moatd, so a commit does not lift a block
     const resolver = new DnsResolver(config.dns);
-    const policy = new Policy(config, resolver, log);
+    const policy = new Policy(config, resolver, log, tracker ? { tracker } : {});
+    tracker ??= policy.tracker;
     const probeTargets = orderServers(config.internal.servers, () => 0).map((s) => ({
       host: s.host,
       port: s.port,
@@ -140,7 +145,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       },
       tls: tls ?? loadTls(config.inbound.tls),
     });
-    return { config, server, delivery, scan };
+    return { config, server, delivery, scan, policy };
   }
 
   let current = build(config, opts.tls);
@@ -240,6 +245,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         const old = current;
         current = gen;
         signatures = db;
+        gen.policy.takeOver();
         generations.add(gen);
         if (old.server.connections.size === 0) generations.delete(old);
         queue!.reconfigure(next, gen.delivery);

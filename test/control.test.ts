@@ -85,6 +85,34 @@ test('a commit over the control socket applies at once; a session in flight is n
   }
 });
 
+test('a commit does not lift a temporary block: the policy keeps its memory of clients across configurations', async () => {
+  const sink = await startSink();
+  const m = await startStoredMoat(sink.port);
+  try {
+    const port = m.daemon.port;
+    const ctl = await m.client();
+    await ctl.request('config.set', { path: 'policy.blocks.relayAttempts', value: 2 });
+    await ctl.request('config.commit');
+    const c = await RawSmtp.greeted(port);
+    assert.match(await c.cmd('MAIL FROM:<alice@sender.example>'), /^250/);
+    assert.match(await c.cmd('RCPT TO:<a@elsewhere.example>'), /^554 5\.7\.1/);
+    assert.match(await c.cmd('RCPT TO:<b@elsewhere.example>'), /^421 4\.7\.0 Too many relay attempts/);
+    c.end();
+    const blocked = await RawSmtp.open(port);
+    assert.match(await blocked.reply(), /^421 4\.7\.0 Your address is temporarily blocked/);
+    blocked.end();
+    // any commit builds a new policy for new sessions
+    await ctl.request('config.set', { path: 'inbound.localDomains', value: ['example.com', 'example.net'] });
+    await ctl.request('config.commit');
+    const again = await RawSmtp.open(port);
+    assert.match(await again.reply(), /^421 4\.7\.0 Your address is temporarily blocked/, 'still blocked after the commit');
+    again.end();
+  } finally {
+    await m.stop();
+    await sink.close();
+  }
+});
+
 test('a change of inbound.listen rebinds the listener; sessions on the old address finish', async () => {
   const sink = await startSink();
   const m = await startStoredMoat(sink.port);

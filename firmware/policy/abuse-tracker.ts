@@ -6,7 +6,10 @@
  * Everything is keyed by the client's address and bounded: at most
  * policy.connections.maxTracked addresses per table, the oldest forgotten first,
  * so an attacker with many addresses costs memory only up to that bound.
- * Memory only: a restart forgets blocks (they are short by design).
+ * One tracker lives as long as moatd: a configuration commit hands it to the
+ * new policy (policy/policy.ts) with the new windows and bound, so a commit
+ * neither lifts a block nor resets a count. Memory only: a restart forgets
+ * blocks (they are short by design).
  *
  * Must never: grow without bound; keep anything but counters and times.
  * Called by the checks in policy/checks/ and by policy/policy.ts.
@@ -14,8 +17,8 @@
 
 /** Fixed-window counter per key: the window starts with the key's first event. */
 export class WindowCounter {
-  readonly #windowMs: number;
-  readonly #max: number;
+  #windowMs: number;
+  #max: number;
   readonly #now: () => number;
   readonly #map = new Map<string, { start: number; count: number }>();
 
@@ -49,28 +52,52 @@ export class WindowCounter {
     this.#map.delete(key);
   }
 
+  /** New window and bound (a configuration commit); counts in progress are kept, the oldest dropped past the bound. */
+  reconfigure(windowMs: number, maxKeys: number): void {
+    this.#windowMs = windowMs;
+    this.#max = maxKeys;
+    trim(this.#map, maxKeys);
+  }
+
   get size(): number {
     return this.#map.size;
   }
 }
 
+export type TrackerSettings = { rateWindowMs: number; harvestWindowMs: number; relayWindowMs: number; maxTracked: number };
+
+/** Greylisting's memory of a (client network, sender, recipient) triplet (policy/checks/greylist.ts). */
+export type GreylistEntry = { first: number; passedAt: number | null };
+
 export class AbuseTracker {
   readonly #now: () => number;
-  readonly #max: number;
+  #max: number;
   readonly #open = new Map<string, number>();
   readonly #blocks = new Map<string, { until: number; reason: string }>();
   readonly connections: WindowCounter;
   readonly messages: WindowCounter;
   readonly unknownRecipients: WindowCounter;
   readonly relayAttempts: WindowCounter;
+  /** Greylist triplets; bounded by the greylist check itself (policy.greylist.maxEntries). */
+  readonly greylist = new Map<string, GreylistEntry>();
 
-  constructor(o: { rateWindowMs: number; harvestWindowMs: number; relayWindowMs: number; maxTracked: number; now?: () => number }) {
+  constructor(o: TrackerSettings & { now?: () => number }) {
     this.#now = o.now ?? Date.now;
     this.#max = o.maxTracked;
     this.connections = new WindowCounter(o.rateWindowMs, o.maxTracked, this.#now);
     this.messages = new WindowCounter(o.rateWindowMs, o.maxTracked, this.#now);
     this.unknownRecipients = new WindowCounter(o.harvestWindowMs, o.maxTracked, this.#now);
     this.relayAttempts = new WindowCounter(o.relayWindowMs, o.maxTracked, this.#now);
+  }
+
+  /** The windows and bound of a new configuration; blocks, open connections and counts are kept. */
+  reconfigure(o: TrackerSettings): void {
+    this.#max = o.maxTracked;
+    this.connections.reconfigure(o.rateWindowMs, o.maxTracked);
+    this.messages.reconfigure(o.rateWindowMs, o.maxTracked);
+    this.unknownRecipients.reconfigure(o.harvestWindowMs, o.maxTracked);
+    this.relayAttempts.reconfigure(o.relayWindowMs, o.maxTracked);
+    trim(this.#blocks, o.maxTracked);
   }
 
   /** A connection was accepted: counts it (concurrent and rate); returns the release function. */

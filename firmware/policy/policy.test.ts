@@ -184,6 +184,30 @@ test('trackers are bounded: the oldest address is forgotten first; windows expir
   assert.equal(t.blocked('10.0.1.243'), null, 'a block ends');
 });
 
+test('a policy built for a new configuration takes over the tracker: blocks, open connections, counts and greylist entries stay; the new bound trims', async () => {
+  const before = configWith({ chain: { rcpt: ['greylist'] }, connections: { maxTracked: 1000 } });
+  const p1 = new Policy(before, new DnsResolver(before.dns), log);
+  const close = p1.opened({ id: 's1', remoteAddress: '198.51.100.7' });
+  p1.tracker.block('198.51.100.66', 60_000, 'harvest');
+  p1.tracker.relayAttempts.hit('198.51.100.8');
+  const g = REGISTRY.greylist({ config: before, resolver: new DnsResolver(before.dns), tracker: p1.tracker, log, localDomains: new Set(), now: Date.now });
+  assert.equal((await g.run({ ...ctx(), ip: '198.51.100.9', tx: { ...ctx().tx, from: { address: 'a@b.example', domain: 'b.example' }, rcpt: { address: 'x@example.com', domain: 'example.com' } } }, 'rcpt')).action, 'tempfail');
+
+  const after = configWith({ chain: { rcpt: ['greylist'] }, connections: { maxTracked: 100 }, blocks: { windowMs: 5000 } });
+  const p2 = new Policy(after, new DnsResolver(after.dns), log, { tracker: p1.tracker });
+  assert.equal(p2.tracker, p1.tracker);
+  assert.equal(p2.tracker.blocked('198.51.100.66'), 'harvest', 'the block survives the commit');
+  assert.equal(p2.tracker.concurrent('198.51.100.7'), 1, 'the session of the old configuration still counts');
+  assert.equal(p2.tracker.relayAttempts.count('198.51.100.8'), 1);
+  assert.equal(p2.tracker.greylist.size, 1, 'greylist entries are kept');
+  close();
+  assert.equal(p2.tracker.concurrent('198.51.100.7'), 0, 'and releases into the same tracker');
+  p2.takeOver();
+  for (let i = 0; i < 100; i++) p2.tracker.relayAttempts.hit(`10.0.0.${i}`);
+  assert.equal(p2.tracker.relayAttempts.count('198.51.100.8'), 0, 'the new bound (100) forgot the oldest');
+  assert.equal(p2.tracker.relayAttempts.count('10.0.0.99'), 1);
+});
+
 test('added header fields: CRLF only, no control characters, no line that is not a field or a fold', () => {
   assert.equal(safeHeaderBlock('A: 1\r\n b\nC: 2\rEvil\x00: x\r\n'), 'A: 1\r\n b\r\nC: 2\r\nEvil: x\r\n');
   assert.equal(safeHeaderBlock(' orphan fold\r\nnot a header line\r\nX: y'), 'X: y\r\n');

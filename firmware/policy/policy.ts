@@ -23,7 +23,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config/schema.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
 import type { Logger } from '../log/logger.ts';
-import { AbuseTracker } from './abuse-tracker.ts';
+import { AbuseTracker, type TrackerSettings } from './abuse-tracker.ts';
 import { newTransaction, PhaseChain, type AuthOutcome, type BodyFacts, type PolicyContext } from './chain.ts';
 import { PHASES, type CheckName, type Phase } from './check-names.ts';
 import { noteRelayAttempt } from './checks/blocks.ts';
@@ -45,6 +45,11 @@ export function clientAddress(a: string | undefined): string {
   return m ? m[1]! : s;
 }
 
+function trackerSettings(config: Config): TrackerSettings {
+  const p = config.policy;
+  return { rateWindowMs: p.connections.rateWindowMs, harvestWindowMs: p.harvest.windowMs, relayWindowMs: p.blocks.windowMs, maxTracked: p.connections.maxTracked };
+}
+
 export class Policy {
   readonly tracker: AbuseTracker;
   readonly #services: CheckServices;
@@ -53,18 +58,20 @@ export class Policy {
   readonly #internal = new BlockList();
   readonly #log: Logger;
   readonly #timeoutMs: number;
+  readonly #settings: TrackerSettings;
 
-  constructor(config: Config, resolver: DnsResolver, log: Logger, opts: { now?: () => number } = {}) {
+  /**
+   * opts.tracker: the tracker of the policy this one replaces (a configuration
+   * commit), so blocks, counts, open connections and greylist entries carry
+   * over; takeOver() gives it this configuration's windows once the new policy
+   * is in force.
+   */
+  constructor(config: Config, resolver: DnsResolver, log: Logger, opts: { now?: () => number; tracker?: AbuseTracker } = {}) {
     const p = config.policy;
     this.#log = log;
     this.#timeoutMs = p.checkTimeoutMs;
-    this.tracker = new AbuseTracker({
-      rateWindowMs: p.connections.rateWindowMs,
-      harvestWindowMs: p.harvest.windowMs,
-      relayWindowMs: p.blocks.windowMs,
-      maxTracked: p.connections.maxTracked,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
+    this.#settings = trackerSettings(config);
+    this.tracker = opts.tracker ?? new AbuseTracker({ ...this.#settings, ...(opts.now ? { now: opts.now } : {}) });
     this.#services = { config, resolver, tracker: this.tracker, log, localDomains: new Set(config.inbound.localDomains), now: opts.now ?? Date.now };
     for (const net of config.internal.networks) {
       const [addr, bits] = net.split('/');
@@ -78,6 +85,11 @@ export class Policy {
       chains[phase] = new PhaseChain(phase, names.map((n) => REGISTRY[n](this.#services)), p.checkTimeoutMs, log);
     }
     this.#chains = chains;
+  }
+
+  /** This policy is now in force: the shared tracker takes its windows and bound. */
+  takeOver(): void {
+    this.tracker.reconfigure(this.#settings);
   }
 
   /** The checks of a phase, by name (for the log at start-up and for tests). */

@@ -6,7 +6,8 @@
  * retryWindowMs passes, and the triplet then passes at once for passMs after
  * its last use. The client network is the /24 (IPv4) or /64 (IPv6), because
  * large senders retry from another host of the same pool. At most maxEntries
- * triplets are kept, the oldest forgotten first; memory only.
+ * triplets are kept, the oldest forgotten first; memory only, in the abuse
+ * tracker, so a configuration commit keeps them.
  *
  * Must never greylist internal clients. Listed in the rcpt chain as `greylist`.
  */
@@ -29,7 +30,7 @@ export function clientNetwork(ip: string): string {
 export function greylistCheck(s: CheckServices): Check {
   const g = s.config.policy.greylist;
   const now = s.now;
-  const seen = new Map<string, { first: number; passedAt: number | null }>();
+  const seen = s.tracker.greylist;
   return {
     name: 'greylist',
     run(ctx) {
