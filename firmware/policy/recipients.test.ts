@@ -110,35 +110,15 @@ describe('mode "list"', () => {
     }
   });
 
-  test('lookup time does not grow with the list (Set, not a scan)', async () => {
-    const make = (n: number): RecipientDirectory =>
-      new RecipientDirectory(
-        { ...verifyConfig(), mode: 'list', list: Array.from({ length: n }, (_, i) => `user${i}@example.org`) },
-        () => [],
-        { heloName: HELO },
-      );
-    const round = async (dir: RecipientDirectory): Promise<number> => {
-      const t0 = performance.now();
-      for (let i = 0; i < 2_000; i++) await dir.check(`nobody${i}@example.org`);
-      return performance.now() - t0;
-    };
-    const small = make(10);
-    const big = make(100_000);
-    await round(small); // warm up the JIT before measuring either
-    await round(big);
-    // Best of interleaved rounds: the minimum is robust against a busy machine.
-    let bestBig = Infinity;
-    let bestSmall = Infinity;
-    for (let i = 0; i < 7; i++) {
-      bestBig = Math.min(bestBig, await round(big));
-      bestSmall = Math.min(bestSmall, await round(small));
-    }
-    const ratio = bestBig / bestSmall;
-    assert.equal((await big.check('user99999@example.org')).verdict, 'accept');
+  test('a list of 100 000 entries: first, last and absent addresses, any case', async () => {
+    const big = new RecipientDirectory(
+      { ...verifyConfig(), mode: 'list', list: Array.from({ length: 100_000 }, (_, i) => `user${i}@example.org`) },
+      () => [],
+      { heloName: HELO },
+    );
+    assert.equal((await big.check('user0@example.org')).verdict, 'accept');
+    assert.equal((await big.check('USER99999@Example.ORG')).verdict, 'accept');
     assert.equal((await big.check('user100000@example.org')).verdict, 'unknown');
-    // Measured: a Set gives 1.5-4x (up to ~30x on a machine busy with parallel tests, from cache
-    // misses); a linear scan of 100,000 entries gives 500x and more. 100 separates the two.
-    assert.ok(ratio < 100, `100k-entry lookups took ${ratio.toFixed(1)}x as long as 10-entry ones`);
   });
 });
 
