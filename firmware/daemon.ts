@@ -21,7 +21,7 @@ import type { ConfigStore } from './config/store.ts';
 import { writeNetworkFiles } from './config/network-files.ts';
 import { startControl, type ControlServer } from './control/server.ts';
 import { InternalDelivery } from './delivery/internal.ts';
-import { OutboundDelivery } from './delivery/outbound.ts';
+import { OutboundDelivery, type OutboundOptions } from './delivery/outbound.ts';
 import { Health } from './health/health.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import type { Logger } from './log/logger.ts';
@@ -96,6 +96,34 @@ function readKey(file: string): string {
   }
 }
 
+/** TLS, connection reuse and the smart host of outbound delivery; files are read now (a missing one stops the start). */
+function outboundTransport(config: Config): Pick<OutboundOptions, 'tls' | 'idle' | 'smartHost'> {
+  const o = config.outbound;
+  const read = (setting: string, file: string) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`${setting}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  };
+  const sh = o.smartHost;
+  return {
+    tls: { default: o.tls.default, domains: new Map(Object.entries(o.tls.domains)), ...(o.tls.caFile ? { ca: read('outbound.tls.caFile', o.tls.caFile) } : {}) },
+    idle: { idleMs: o.idleConnectionMs, maxPerDestination: o.perDomainConcurrency, maxTotal: o.maxIdleConnections },
+    ...(sh
+      ? {
+          smartHost: {
+            host: sh.host,
+            port: sh.port,
+            tls: sh.tls,
+            // the first line of the file; never logged
+            ...(sh.user && sh.passwordFile ? { auth: { user: sh.user, pass: read('outbound.smartHost.passwordFile', sh.passwordFile).split(/\r?\n/, 1)[0]!, allowPlaintext: sh.allowPlaintextAuth } } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
 export async function startDaemon(config: Config, log: Logger, opts: DaemonOptions = {}): Promise<Daemon> {
   const health = opts.health ?? new Health();
   // signatures first: a configured file that cannot be used stops the start, before anything is opened
@@ -153,6 +181,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     resolve: new DnsResolver(config.dns).resolve,
     removeHeaders: config.outbound.removeHeaders,
     dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
+    ...outboundTransport(config),
     log,
   });
   queue = new QueueManager({ config, spool, delivery: current.delivery, outbound, log });
@@ -299,6 +328,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       await Promise.all([...closing, ...retired]);
       await queue!.stop();
       for (const g of generations) g.delivery.close();
+      outbound.close();
       current.delivery.close();
       await spool.close();
       log.info({ ev: 'stopped' }, 'stopped');

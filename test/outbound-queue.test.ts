@@ -1,0 +1,106 @@
+// The outbound queue per destination domain, through the wire: an internal
+// client hands moat many messages; moat delivers them to MX hosts on loopback
+// (found in a real DNS server on loopback) reusing connections, never more
+// than outbound.perDomainConcurrency at once to one domain, and a domain whose
+// host cannot be reached neither holds up other domains nor internal delivery,
+// nor is tried again for each of its queued messages.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startSink, silentServer } from './helpers/sink.ts';
+import { startDns } from './helpers/dns.ts';
+import { withRelay } from './helpers/moat.ts';
+import { RawSmtp } from './helpers/smtp-client.ts';
+
+/** Sends each message in its own transaction over one session from the internal network; returns the replies to the end of data. */
+async function inject(port: number, messages: Array<{ from: string; to: string; body: string }>): Promise<string[]> {
+  const c = await RawSmtp.open(port);
+  const out: string[] = [];
+  try {
+    await c.reply();
+    await c.cmd('EHLO client.corp.example');
+    for (const m of messages) {
+      assert.match(await c.cmd(`MAIL FROM:<${m.from}>`), /^250/);
+      assert.match(await c.cmd(`RCPT TO:<${m.to}>`), /^250/);
+      assert.match(await c.cmd('DATA'), /^354/);
+      out.push(await c.cmd(`Subject: ${m.body}\r\n\r\n${m.body}\r\n.`));
+    }
+    await c.cmd('QUIT');
+  } finally {
+    c.end();
+  }
+  return out;
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (ok()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`still waiting for ${what}`);
+}
+
+test('outbound queue: twelve messages to one slow domain go over at most two connections, never more than two at once', async () => {
+  const mx = await startSink({ host: '127.0.0.81', dataDelayMs: 150 });
+  const dns = await startDns({ 'busy.example': { MX: [{ exchange: 'mx.busy.example', priority: 10 }] }, 'mx.busy.example': { A: ['127.0.0.81'] } });
+  try {
+    await withRelay(
+      {
+        internal: { networks: ['127.0.0.1/32'] },
+        dns: { servers: [dns.server], timeoutMs: 500 },
+        outbound: { port: mx.port, perDomainConcurrency: 2, maxActive: 8, idleConnectionMs: 30_000 },
+      },
+      async ({ moat }) => {
+        const n = 12;
+        const sent = Array.from({ length: n }, (_, i) => ({ from: 'alice@example.com', to: `user${i}@busy.example`, body: `message ${i}` }));
+        const replies = await inject(moat.port, sent);
+        assert.ok(replies.every((r) => r.startsWith('250 ')), replies.join(' | '));
+        const got = await mx.waitFor(n);
+        assert.deepEqual(got.map((m) => m.to[0]).sort(), sent.map((m) => m.to).sort(), 'every message arrived once');
+        assert.equal(mx.peakSessions, 2, 'two transactions at once, as perDomainConcurrency says');
+        assert.ok(mx.connections <= 2, `${n} messages over ${mx.connections} connections (reused with RSET)`);
+      },
+    );
+  } finally {
+    await mx.close();
+    await dns.close();
+  }
+});
+
+test('outbound queue: a domain whose MX never answers takes one slot, does not delay another domain or internal delivery, and is not tried again for each queued message', async () => {
+  const live = await startSink({ host: '127.0.0.83' });
+  const dead = await silentServer({ host: '127.0.0.82', port: live.port });
+  const dns = await startDns({
+    'dead.example': { MX: [{ exchange: 'mx.dead.example', priority: 10 }] },
+    'mx.dead.example': { A: ['127.0.0.82'] },
+    'live.example': { MX: [{ exchange: 'mx.live.example', priority: 10 }] },
+    'mx.live.example': { A: ['127.0.0.83'] },
+  });
+  try {
+    await withRelay(
+      {
+        internal: { networks: ['127.0.0.1/32'] },
+        dns: { servers: [dns.server], timeoutMs: 500 },
+        // two outbound slots in all, one per domain: without the per-domain limit the dead domain would hold both
+        outbound: { port: live.port, perDomainConcurrency: 1, maxActive: 2, connectTimeoutMs: 3000, retry: { minMs: 600_000 } },
+        queue: { maxActive: 1 },
+      },
+      async ({ moat, sink }) => {
+        const toDead = Array.from({ length: 6 }, (_, i) => ({ from: 'alice@example.com', to: `u${i}@dead.example`, body: `dead ${i}` }));
+        await inject(moat.port, [...toDead, { from: 'alice@example.com', to: 'bob@live.example', body: 'live' }, { from: 'carol@example.net', to: 'dave@example.com', body: 'internal' }]);
+        const [atLive] = await live.waitFor(1);
+        assert.deepEqual(atLive!.to, ['bob@live.example']);
+        const [inside] = await sink.waitFor(1);
+        assert.deepEqual(inside!.to, ['dave@example.com'], 'internal delivery has slots of its own');
+        assert.equal(dead.connections, 1, 'one transaction at a time to the dead domain');
+        // the first attempt times out; the domain is closed, and its other five messages wait without a connection each
+        await until('all six messages for dead.example deferred', () => moat.queue.stats().deferred === 6);
+        assert.equal(dead.connections, 1, 'the other messages for the dead domain were not tried');
+        assert.equal(moat.queue.stats().active, 0);
+      },
+    );
+  } finally {
+    await dead.close();
+    await live.close();
+    await dns.close();
+  }
+});
