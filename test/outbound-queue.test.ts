@@ -104,3 +104,48 @@ test('outbound queue: a domain whose MX never answers takes one slot, does not d
     await dns.close();
   }
 });
+
+test('delay warning: one "delayed" DSN to the sender of mail that waits longer than outbound.delayWarningAfterMs, never a second, never to the null sender', async () => {
+  const refusals = new Map<string, number>();
+  const mx = await startSink({
+    host: '127.0.0.84',
+    rcpt: (a) => {
+      const n = refusals.get(a) ?? 0;
+      refusals.set(a, n + 1);
+      return n < 4 ? { code: 451, message: '4.7.1 greylisted, come back later' } : null;
+    },
+  });
+  const dns = await startDns({ 'slow.example': { MX: [{ exchange: 'mx.slow.example', priority: 10 }] }, 'mx.slow.example': { A: ['127.0.0.84'] } });
+  try {
+    await withRelay(
+      {
+        internal: { networks: ['127.0.0.1/32'] },
+        dns: { servers: [dns.server], timeoutMs: 500 },
+        outbound: { port: mx.port, retry: { minMs: 100, maxMs: 200 }, delayWarningAfterMs: 1 },
+      },
+      async ({ moat, sink }) => {
+        await inject(moat.port, [
+          { from: 'alice@example.com', to: 'frank@slow.example', body: 'from alice' },
+          { from: '', to: 'grace@slow.example', body: 'a bounce' },
+        ]);
+        await mx.waitFor(2);
+        assert.equal(refusals.get('frank@slow.example'), 5, 'four deferrals, then delivered');
+        await until('the queue to empty', () => moat.queue.list(10).total === 0);
+        assert.equal(sink.messages.length, 1, 'one warning in all');
+        const [warning] = sink.messages;
+        assert.deepEqual(warning!.to, ['alice@example.com']);
+        assert.equal(warning!.from, '');
+        const text = warning!.body.toString();
+        assert.match(text, /^Action: delayed$/m);
+        assert.match(text, /^Final-Recipient: rfc822; ?frank@slow\.example$/m);
+        assert.match(text, /^Status: 4\.7\.1$/m);
+        assert.match(text, /^Will-Retry-Until: /m);
+        assert.match(text, /greylisted, come back later/);
+        assert.ok(!text.includes('grace@slow.example'));
+      },
+    );
+  } finally {
+    await mx.close();
+    await dns.close();
+  }
+});
