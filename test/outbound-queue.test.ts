@@ -149,3 +149,52 @@ test('delay warning: one "delayed" DSN to the sender of mail that waits longer t
     await dns.close();
   }
 });
+
+test('smart host in moatd: mail for any domain goes to the relay, logged in with the password from outbound.smartHost.passwordFile; a missing file stops the start', async () => {
+  const { makePki } = await import('./helpers/certs.ts');
+  const { writeFile, mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { startMoat } = await import('./helpers/moat.ts');
+  const { closedPort } = await import('./helpers/sink.ts');
+  const pki = makePki('relay.isp.example');
+  const dir = await mkdtemp(join(tmpdir(), 'moat-smarthost-'));
+  const passwordFile = join(dir, 'smarthost.pass');
+  await writeFile(passwordFile, 'relay-secret-42\n', { mode: 0o600 });
+  const users: string[] = [];
+  const relay = await startSink({
+    host: '127.0.0.95',
+    server: {
+      hideSTARTTLS: false,
+      key: pki.key,
+      cert: pki.cert,
+      authOptional: false,
+      onAuth(auth, _s, cb) {
+        users.push(String(auth.username));
+        if (auth.username === 'moat' && auth.password === 'relay-secret-42') return cb(null, { user: 'moat' });
+        cb(Object.assign(new Error('5.7.8 Authentication failed'), { responseCode: 535 }));
+      },
+    },
+  });
+  const dns = await startDns({ 'relay.isp.example': { A: ['127.0.0.95'] } });
+  try {
+    const outbound = { smartHost: { host: 'relay.isp.example', port: relay.port, user: 'moat', passwordFile }, tls: { caFile: pki.caFile } };
+    await withRelay({ internal: { networks: ['127.0.0.1/32'] }, dns: { servers: [dns.server], timeoutMs: 500 }, outbound }, async ({ moat }) => {
+      await inject(moat.port, [
+        { from: 'alice@example.com', to: 'x@nowhere-in-dns.example', body: 'one' },
+        { from: 'alice@example.com', to: 'y@also-not.example', body: 'two' },
+      ]);
+      const got = await relay.waitFor(2);
+      assert.deepEqual(got.map((m) => [m.to[0], m.secure]).sort(), [['x@nowhere-in-dns.example', true], ['y@also-not.example', true]]);
+      assert.ok(users.length >= 1 && users.every((u) => u === 'moat'));
+    });
+    await assert.rejects(
+      startMoat([{ port: await closedPort() }], { outbound: { ...outbound, smartHost: { ...outbound.smartHost, passwordFile: join(dir, 'missing') } } }),
+      /outbound\.smartHost\.passwordFile: cannot read .*missing/,
+    );
+  } finally {
+    await relay.close();
+    await dns.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
