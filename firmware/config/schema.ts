@@ -405,7 +405,7 @@ export const configSchema = z.strictObject({
       /** An idle connection to a destination host is kept this long for the next message to that domain (0: never reused). */
       idleConnectionMs: ms.max(300_000).default(10_000),
       /** Idle connections kept over all destinations. */
-      maxIdleConnections: z.number().int().min(0).max(1000).default(32),
+      maxIdleConnections: z.number().int().min(0).max(1000).default(64),
       /** Retry schedule of mail for the Internet, and of a destination domain that could not be reached. */
       retry: z
         .strictObject({
