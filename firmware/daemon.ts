@@ -172,18 +172,21 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
   }
 
   let current = build(config, opts.tls);
-  // mail for other domains (only internal clients can send it) goes out by MX
-  const outbound = new OutboundDelivery({
-    hostname: config.hostname,
-    port: config.outbound.port,
-    connectTimeoutMs: config.outbound.connectTimeoutMs,
-    commandTimeoutMs: config.outbound.commandTimeoutMs,
-    resolve: new DnsResolver(config.dns).resolve,
-    removeHeaders: config.outbound.removeHeaders,
-    dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
-    ...outboundTransport(config),
-    log,
-  });
+  // mail for other domains (only internal clients can send it) goes out by MX; built anew
+  // when a commit changes outbound.* or dns.* (its key and password files are read then)
+  const buildOutbound = (config: Config) =>
+    new OutboundDelivery({
+      hostname: config.hostname,
+      port: config.outbound.port,
+      connectTimeoutMs: config.outbound.connectTimeoutMs,
+      commandTimeoutMs: config.outbound.commandTimeoutMs,
+      resolve: new DnsResolver(config.dns).resolve,
+      removeHeaders: config.outbound.removeHeaders,
+      dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
+      ...outboundTransport(config),
+      log,
+    });
+  let outbound = buildOutbound(config);
   queue = new QueueManager({ config, spool, delivery: current.delivery, outbound, log });
   /** Generations still serving sessions. */
   const generations = new Set<Generation>([current]);
@@ -248,7 +251,16 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       .filter((k) => next.storage[k] !== current.config.storage[k])
       .map((k) => `storage.${k}`);
     if (next.control.socket !== current.config.control.socket) restartNeeded.push('control.socket');
-    if (JSON.stringify(next.outbound) !== JSON.stringify(current.config.outbound)) restartNeeded.push('outbound');
+    const outboundChanged =
+      JSON.stringify([next.outbound, next.dns, next.hostname]) !== JSON.stringify([current.config.outbound, current.config.dns, current.config.hostname]);
+    let nextOutbound: OutboundDelivery | null = null;
+    try {
+      // a key or password file that cannot be read refuses the commit
+      if (outboundChanged) nextOutbound = buildOutbound(next);
+    } catch (e) {
+      gen.delivery.close();
+      throw e;
+    }
     const a = current.config.inbound.listen;
     const b = next.inbound.listen;
     let fresh: net.Server | null = null;
@@ -257,6 +269,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         fresh = await listen(b);
       } catch (e) {
         gen.delivery.close();
+        nextOutbound?.close();
         throw new Error(`cannot listen on ${b.host}:${b.port}: ${(e as Error).message}`);
       }
     }
@@ -271,7 +284,8 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         signatures = db;
         generations.add(gen);
         if (old.server.connections.size === 0) generations.delete(old);
-        queue!.reconfigure(next, gen.delivery);
+        queue!.reconfigure(next, gen.delivery, nextOutbound ?? undefined);
+        if (nextOutbound) outbound = nextOutbound;
         log.level = next.log.level;
         if (fresh) {
           const was = listener;
@@ -287,6 +301,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         if (done) return;
         done = true;
         gen.delivery.close();
+        nextOutbound?.close();
         if (fresh) {
           listeners.delete(fresh);
           fresh.close();

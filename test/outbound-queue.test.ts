@@ -198,3 +198,29 @@ test('smart host in moatd: mail for any domain goes to the relay, logged in with
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('outbound settings apply at commit: a new port is used by the next attempt without a restart; an unreadable password file refuses the commit', async () => {
+  const { testConfig } = await import('./helpers/moat.ts');
+  const { closedPort } = await import('./helpers/sink.ts');
+  const mx = await startSink({ host: '127.0.0.85' });
+  const dns = await startDns({ 'moved.example': { MX: [{ exchange: 'mx.moved.example', priority: 10 }] }, 'mx.moved.example': { A: ['127.0.0.85'] } });
+  const base = { internal: { networks: ['127.0.0.1/32'] }, dns: { servers: [dns.server], timeoutMs: 500 } };
+  try {
+    await withRelay({ ...base, outbound: { port: await closedPort(), retry: { minMs: 600_000 } } }, async ({ moat, sink }) => {
+      await inject(moat.port, [{ from: 'alice@example.com', to: 'x@moved.example', body: 'moved' }]);
+      await until('the message to be deferred', () => moat.queue.stats().deferred === 1);
+      const unreadable = testConfig(moat.dataDir, [{ port: sink.port }], { ...base, outbound: { port: mx.port, smartHost: { host: '127.0.0.85', user: 'moat', passwordFile: '/nonexistent/pass' } } });
+      await assert.rejects(moat.prepare(unreadable), /outbound\.smartHost\.passwordFile: cannot read \/nonexistent\/pass/);
+      const next = testConfig(moat.dataDir, [{ port: sink.port }], { ...base, outbound: { port: mx.port, retry: { minMs: 600_000 } } });
+      const prepared = await moat.prepare(next);
+      assert.deepEqual(prepared.restartNeeded, []);
+      prepared.activate();
+      moat.queue.flush();
+      const [m] = await mx.waitFor(1);
+      assert.deepEqual(m!.to, ['x@moved.example']);
+    });
+  } finally {
+    await mx.close();
+    await dns.close();
+  }
+});

@@ -15,6 +15,9 @@
  * waiting message without handing it back (every wait ends when a slot frees
  * or the destination is forgotten). Called by queue/manager.ts only.
  */
+/** Destinations with state beyond which the expired back-offs are forgotten (their failure count with them). */
+const MAX_TRACKED = 10_000;
+
 export type DestinationOptions = { perDestination: number; minMs: number; factor: number; maxMs: number; now: () => number };
 
 type State<T> = { active: number; fails: number; downUntil: number; waiting: T[] };
@@ -85,7 +88,18 @@ export class Destinations<T> {
       woken.push(...s.waiting.splice(0, s.downUntil ? s.waiting.length : Math.max(1, this.#o.perDestination - s.active)));
       if (s.active === 0 && s.fails === 0 && !s.waiting.length) this.#state.delete(d);
     }
+    if (this.#state.size > MAX_TRACKED) this.#sweep(t);
     return woken;
+  }
+
+  /** Forgets closed destinations whose back-off has run out and that nobody uses or waits for. */
+  #sweep(t: number): void {
+    for (const [d, s] of this.#state) if (s.active === 0 && !s.waiting.length && s.downUntil <= t) this.#state.delete(d);
+  }
+
+  /** Destinations with state (running, waiting, or closed). */
+  get size(): number {
+    return this.#state.size;
   }
 
   /** When a closed destination opens again; 0 when it is open. */

@@ -57,7 +57,7 @@ export class QueueManager {
   private cfg: Config;
   private readonly spool: Spool;
   private delivery: InternalDelivery;
-  private readonly outbound: OutboundDelivery | null;
+  private outbound: OutboundDelivery | null;
   private readonly log: Logger;
   private readonly now: () => number;
   private localDomains: Set<string>;
@@ -191,14 +191,20 @@ export class QueueManager {
   }
 
   /**
-   * A new configuration: attempts that start from now on use `delivery`;
-   * the old delivery is closed once the attempts that use it have finished.
+   * A new configuration: attempts that start from now on use `delivery` (and
+   * `outbound`, when given); the old ones are closed once the attempts that use
+   * them have finished.
    */
-  reconfigure(config: Config, delivery: InternalDelivery): void {
+  reconfigure(config: Config, delivery: InternalDelivery, outbound?: OutboundDelivery): void {
     const old = this.delivery;
     const running = [...this.activeRuns];
     this.cfg = config;
     this.delivery = delivery;
+    const oldOut = this.outbound;
+    if (outbound && oldOut && outbound !== oldOut) {
+      this.outbound = outbound;
+      void Promise.allSettled(running).then(() => oldOut.close());
+    }
     this.localDomains = new Set(config.inbound.localDomains);
     this.destinations.configure(this.destinationOptions(config));
     if (old !== delivery) void Promise.allSettled(running).then(() => old.close());
@@ -329,8 +335,9 @@ export class QueueManager {
       const delivery = this.delivery; // a new configuration applies to the next attempt
       outcomes = (await delivery.deliver(job(local))).outcomes;
     }
-    if (foreign.length && this.outbound) {
-      const r = await this.outbound.deliver(job(foreign));
+    const outbound = this.outbound; // a new configuration applies to the next attempt
+    if (foreign.length && outbound) {
+      const r = await outbound.deliver(job(foreign));
       outcomes = [...outcomes, ...r.outcomes];
       unreachable = r.unreachable;
     }
