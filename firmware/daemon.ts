@@ -22,6 +22,7 @@ import { writeNetworkFiles } from './config/network-files.ts';
 import { startControl, type ControlServer } from './control/server.ts';
 import { InternalDelivery } from './delivery/internal.ts';
 import { OutboundDelivery, type OutboundOptions } from './delivery/outbound.ts';
+import { MtaStsPolicies } from './delivery/mta-sts.ts';
 import { Health } from './health/health.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import type { Logger } from './log/logger.ts';
@@ -181,6 +182,9 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       connectTimeoutMs: config.outbound.connectTimeoutMs,
       commandTimeoutMs: config.outbound.commandTimeoutMs,
       resolve: new DnsResolver(config.dns).resolve,
+      ...(config.outbound.mtaSts.enabled
+        ? { mtaSts: new MtaStsPolicies({ resolve: new DnsResolver(config.dns).resolve, timeoutMs: config.outbound.mtaSts.timeoutMs, maxPolicyBytes: config.outbound.mtaSts.maxPolicyBytes, maxEntries: config.outbound.mtaSts.maxEntries }) }
+        : {}),
       removeHeaders: config.outbound.removeHeaders,
       dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
       ...outboundTransport(config),

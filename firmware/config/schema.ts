@@ -427,6 +427,18 @@ export const configSchema = z.strictObject({
           caFile: z.string().min(1).optional(),
         })
         .prefault({}),
+      /** MTA-STS (RFC 8461): enforce the policies destination domains publish. */
+      mtaSts: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          /** The whole policy fetch (HTTPS) may take this long. */
+          timeoutMs: ms.min(100).max(120_000).default(20_000),
+          /** A longer policy file is refused (RFC 8461 suggests 64 KB). */
+          maxPolicyBytes: bytes.max(1024 * 1024).default(64 * 1024),
+          /** Domains whose policies are kept in memory. */
+          maxEntries: z.number().int().min(1).max(100_000).default(1000),
+        })
+        .prefault({}),
       /** All outbound mail to one upstream relay instead of MX delivery. */
       smartHost: z
         .strictObject({

@@ -13,6 +13,9 @@
  * not checked: opportunistic TLS, RFC 7435) or verify (STARTTLS required, the
  * chain and the MX host name must verify, else the host is left and the mail
  * deferred); protocol, cipher and verification are logged with each attempt.
+ * With outbound.mtaSts, a domain whose MTA-STS policy (RFC 8461,
+ * delivery/mta-sts.ts) is `enforce` gets only the MX hosts the policy names,
+ * and only over verified TLS (else deferred); `testing` is logged only.
  * With outbound.smartHost every domain goes to that one relay instead, with
  * its TLS level and AUTH (the password never logged).
  * DNS trouble defers; a domain that does not exist, has a null MX (RFC 7505)
@@ -36,6 +39,7 @@ import { isIP } from 'node:net';
 import type { Logger } from '../log/logger.ts';
 import { SmtpClient, type ClientOptions, type SmtpClientError } from './smtp-client.ts';
 import { IdleConnections } from './idle-connections.ts';
+import { mxAllowed, type MtaStsPolicies } from './mta-sts.ts';
 import { sendTransaction, type Attempt, type DeliveryJob, type DeliveryResult, type RcptOutcome } from './internal.ts';
 import { resolveMx } from './mx.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
@@ -81,6 +85,8 @@ export type OutboundOptions = {
   idle?: { idleMs: number; maxPerDestination: number; maxTotal: number };
   /** All mail to this relay instead of MX delivery. */
   smartHost?: SmartHost;
+  /** MTA-STS (RFC 8461): a domain's `enforce` policy limits its MX hosts to those it names and requires verified TLS. */
+  mtaSts?: MtaStsPolicies;
   resolve: DnsResolver['resolve'];
   log: Logger;
 };
@@ -98,7 +104,7 @@ const PERMANENT_TEXT = {
 /** Name under which a smart host's destination is queued and its connections kept. */
 const SMART_HOST_KEY = '[smart host]';
 
-type Route = { kind: 'hosts'; hosts: Array<{ host: string; addresses: string[] }> } | { kind: 'done'; outcomes: RcptOutcome[]; unreachable: boolean };
+type Route = { kind: 'hosts'; hosts: Array<{ host: string; addresses: string[] }>; enforce?: boolean } | { kind: 'done'; outcomes: RcptOutcome[]; unreachable: boolean };
 
 export class OutboundDelivery {
   readonly #o: OutboundOptions;
@@ -186,13 +192,24 @@ export class OutboundDelivery {
       o.log.info({ ev: 'mx', queueId: job.id, domain: dest, outcome: mx.reason }, 'no way to deliver to this domain');
       return all('failed', `${PERMANENT_TEXT[mx.reason]} ${mx.text}`, false);
     }
-    return mx;
+    if (!o.mtaSts) return mx;
+    const sts = await o.mtaSts.policyFor(dest);
+    if (sts.mode === 'none') {
+      if (sts.error) o.log.info({ ev: 'mta-sts', queueId: job.id, domain: dest, err: sts.error }, 'MTA-STS policy unavailable; delivering without it');
+      return mx;
+    }
+    const allowed = mx.hosts.filter((h) => mxAllowed(h.host, sts));
+    const outside = mx.hosts.filter((h) => !allowed.includes(h)).map((h) => h.host);
+    o.log.info({ ev: 'mta-sts', queueId: job.id, domain: dest, mode: sts.mode, id: sts.id, ...(outside.length ? { notInPolicy: outside } : {}), ...(sts.error ? { err: sts.error } : {}) }, 'MTA-STS policy');
+    if (sts.mode === 'testing') return mx; // report only
+    if (!allowed.length) return all('deferred', `4.7.5 no MX host of ${dest} is named by its MTA-STS policy (${outside.join(', ')})`, true);
+    return { kind: 'hosts', hosts: allowed, enforce: true };
   }
 
-  #clientOptions(dest: string, host: string, address: string): ClientOptions {
+  #clientOptions(dest: string, host: string, address: string, enforce: boolean): ClientOptions {
     const o = this.#o;
     const sh = o.smartHost;
-    const level = sh ? sh.tls : (o.tls?.domains?.get(dest) ?? o.tls?.default ?? 'may');
+    const level = sh ? sh.tls : enforce ? 'verify' : (o.tls?.domains?.get(dest) ?? o.tls?.default ?? 'may');
     const verify = level === 'verify';
     return {
       host: address,
@@ -228,7 +245,7 @@ export class OutboundDelivery {
         const label = `${host.host}[${address}]`;
         let conn: SmtpClient;
         try {
-          conn = await SmtpClient.connect(this.#clientOptions(dest, host.host, address));
+          conn = await SmtpClient.connect(this.#clientOptions(dest, host.host, address, route.enforce === true));
         } catch (e) {
           const err = e as SmtpClientError;
           lastReply = `${err.code === 'EAUTH' ? '4.7.8' : '4.4.1'} ${label}: ${err.message}`;
