@@ -348,7 +348,7 @@ export const configSchema = z.strictObject({
       maxRetryMs: ms.min(1).default(3_600_000),
       /** After this long undelivered, a message is returned to its sender (DSN). */
       maxLifetimeMs: ms.min(1).default(5 * 24 * 3_600_000),
-      /** Messages being delivered at once. */
+      /** Messages being delivered to the internal servers at once (mail for the Internet: outbound.maxActive). */
       maxActive: z.number().int().min(1).max(1000).default(16),
     })
     .prefault({}),

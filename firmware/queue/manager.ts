@@ -6,7 +6,7 @@
  * delivered waits in a deferred heap ordered by its next attempt (exponential
  * back-off from queue.minRetryMs to queue.maxRetryMs), so a backlog of
  * deferred mail never delays fresh mail. At most queue.maxActive deliveries
- * run at once. When every recipient has an answer, the message is done; if
+ * to the internal servers run at once (outbound ones: below). When every recipient has an answer, the message is done; if
  * any recipient failed (a 5xx, or queue.maxLifetimeMs passed), an RFC 3464
  * DSN goes to the sender, except for the null sender (no bounce of a bounce).
  *
