@@ -6,9 +6,10 @@
  * delivered waits in a deferred heap ordered by its next attempt (exponential
  * back-off from queue.minRetryMs to queue.maxRetryMs), so a backlog of
  * deferred mail never delays fresh mail. At most queue.maxActive deliveries
- * to the internal servers run at once (outbound ones: below). When every recipient has an answer, the message is done; if
- * any recipient failed (a 5xx, or queue.maxLifetimeMs passed), an RFC 3464
- * DSN goes to the sender, except for the null sender (no bounce of a bounce).
+ * to the internal servers run at once (outbound ones: below). When every
+ * recipient has an answer, the message is done; if any recipient failed (a
+ * 5xx, or its lifetime passed), an RFC 3464 DSN goes to the sender, except
+ * for the null sender (no bounce of a bounce).
  *
  * Recipients outside the local domains (mail from internal networks, DSNs to
  * outside senders) go out by MX through delivery/outbound.ts; without it (a
