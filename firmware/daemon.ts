@@ -21,7 +21,8 @@ import type { ConfigStore } from './config/store.ts';
 import { writeNetworkFiles } from './config/network-files.ts';
 import { startControl, type ControlServer } from './control/server.ts';
 import { InternalDelivery } from './delivery/internal.ts';
-import { OutboundDelivery } from './delivery/outbound.ts';
+import { OutboundDelivery, type OutboundOptions } from './delivery/outbound.ts';
+import { MtaStsPolicies } from './delivery/mta-sts.ts';
 import { Health } from './health/health.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import type { Logger } from './log/logger.ts';
@@ -98,6 +99,34 @@ function readKey(file: string): string {
   }
 }
 
+/** TLS, connection reuse and the smart host of outbound delivery; files are read now (a missing one stops the start). */
+function outboundTransport(config: Config): Pick<OutboundOptions, 'tls' | 'idle' | 'smartHost'> {
+  const o = config.outbound;
+  const read = (setting: string, file: string) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`${setting}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  };
+  const sh = o.smartHost;
+  return {
+    tls: { default: o.tls.default, domains: new Map(Object.entries(o.tls.domains)), ...(o.tls.caFile ? { ca: read('outbound.tls.caFile', o.tls.caFile) } : {}) },
+    idle: { idleMs: o.idleConnectionMs, maxPerDestination: o.perDomainConcurrency, maxTotal: o.maxIdleConnections },
+    ...(sh
+      ? {
+          smartHost: {
+            host: sh.host,
+            port: sh.port,
+            tls: sh.tls,
+            // the first line of the file; never logged
+            ...(sh.user && sh.passwordFile ? { auth: { user: sh.user, pass: read('outbound.smartHost.passwordFile', sh.passwordFile).split(/\r?\n/, 1)[0]!, allowPlaintext: sh.allowPlaintextAuth } } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
 export async function startDaemon(config: Config, log: Logger, opts: DaemonOptions = {}): Promise<Daemon> {
   const health = opts.health ?? new Health();
   // signatures first: a configured file that cannot be used stops the start, before anything is opened
@@ -149,17 +178,24 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
   }
 
   let current = build(config, opts.tls);
-  // mail for other domains (only internal clients can send it) goes out by MX
-  const outbound = new OutboundDelivery({
-    hostname: config.hostname,
-    port: config.outbound.port,
-    connectTimeoutMs: config.outbound.connectTimeoutMs,
-    commandTimeoutMs: config.outbound.commandTimeoutMs,
-    resolve: new DnsResolver(config.dns).resolve,
-    removeHeaders: config.outbound.removeHeaders,
-    dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
-    log,
-  });
+  // mail for other domains (only internal clients can send it) goes out by MX; built anew
+  // when a commit changes outbound.* or dns.* (its key and password files are read then)
+  const buildOutbound = (config: Config) =>
+    new OutboundDelivery({
+      hostname: config.hostname,
+      port: config.outbound.port,
+      connectTimeoutMs: config.outbound.connectTimeoutMs,
+      commandTimeoutMs: config.outbound.commandTimeoutMs,
+      resolve: new DnsResolver(config.dns).resolve,
+      ...(config.outbound.mtaSts.enabled
+        ? { mtaSts: new MtaStsPolicies({ resolve: new DnsResolver(config.dns).resolve, timeoutMs: config.outbound.mtaSts.timeoutMs, maxPolicyBytes: config.outbound.mtaSts.maxPolicyBytes, maxEntries: config.outbound.mtaSts.maxEntries }) }
+        : {}),
+      removeHeaders: config.outbound.removeHeaders,
+      dkim: new Map(config.outbound.dkim.map((k) => [k.domain, { domain: k.domain, selector: k.selector, privateKey: readKey(k.keyFile) }])),
+      ...outboundTransport(config),
+      log,
+    });
+  let outbound = buildOutbound(config);
   queue = new QueueManager({ config, spool, delivery: current.delivery, outbound, log });
   /** Generations still serving sessions. */
   const generations = new Set<Generation>([current]);
@@ -224,7 +260,16 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       .filter((k) => next.storage[k] !== current.config.storage[k])
       .map((k) => `storage.${k}`);
     if (next.control.socket !== current.config.control.socket) restartNeeded.push('control.socket');
-    if (JSON.stringify(next.outbound) !== JSON.stringify(current.config.outbound)) restartNeeded.push('outbound');
+    const outboundChanged =
+      JSON.stringify([next.outbound, next.dns, next.hostname]) !== JSON.stringify([current.config.outbound, current.config.dns, current.config.hostname]);
+    let nextOutbound: OutboundDelivery | null = null;
+    try {
+      // a key or password file that cannot be read refuses the commit
+      if (outboundChanged) nextOutbound = buildOutbound(next);
+    } catch (e) {
+      gen.delivery.close();
+      throw e;
+    }
     const a = current.config.inbound.listen;
     const b = next.inbound.listen;
     let fresh: net.Server | null = null;
@@ -233,6 +278,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         fresh = await listen(b);
       } catch (e) {
         gen.delivery.close();
+        nextOutbound?.close();
         throw new Error(`cannot listen on ${b.host}:${b.port}: ${(e as Error).message}`);
       }
     }
@@ -248,7 +294,8 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         gen.policy.takeOver();
         generations.add(gen);
         if (old.server.connections.size === 0) generations.delete(old);
-        queue!.reconfigure(next, gen.delivery);
+        queue!.reconfigure(next, gen.delivery, nextOutbound ?? undefined);
+        if (nextOutbound) outbound = nextOutbound;
         log.level = next.log.level;
         if (fresh) {
           const was = listener;
@@ -264,6 +311,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
         if (done) return;
         done = true;
         gen.delivery.close();
+        nextOutbound?.close();
         if (fresh) {
           listeners.delete(fresh);
           fresh.close();
@@ -305,6 +353,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       await Promise.all([...closing, ...retired]);
       await queue!.stop();
       for (const g of generations) g.delivery.close();
+      outbound.close();
       current.delivery.close();
       await spool.close();
       log.info({ ev: 'stopped' }, 'stopped');

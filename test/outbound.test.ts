@@ -94,7 +94,7 @@ test('outbound: a 4xx from the only MX host defers, and a later retry delivers',
   const dns = await startDns({ 'later.example': { MX: [{ exchange: 'mx.later.example', priority: 10 }] }, 'mx.later.example': { A: ['127.0.0.65'] } });
   try {
     await withRelay(
-      { internal: { networks: ['127.0.0.0/30'] }, dns: { servers: [dns.server], timeoutMs: 500 }, outbound: { port: mx.port }, queue: { minRetryMs: 200, maxRetryMs: 400 } },
+      { internal: { networks: ['127.0.0.0/30'] }, dns: { servers: [dns.server], timeoutMs: 500 }, outbound: { port: mx.port, retry: { minMs: 200, maxMs: 400 } } },
       async ({ moat }) => {
         const r = await send(moat.port, 'alice@example.com', ['frank@later.example'], 'retry me');
         assert.match(r.at(-1)!, /^250 /);

@@ -348,7 +348,7 @@ export const configSchema = z.strictObject({
       maxRetryMs: ms.min(1).default(3_600_000),
       /** After this long undelivered, a message is returned to its sender (DSN). */
       maxLifetimeMs: ms.min(1).default(5 * 24 * 3_600_000),
-      /** Messages being delivered at once. */
+      /** Messages being delivered to the internal servers at once (mail for the Internet: outbound.maxActive). */
       maxActive: z.number().int().min(1).max(1000).default(16),
     })
     .prefault({}),
@@ -398,6 +398,61 @@ export const configSchema = z.strictObject({
         )
         .max(100)
         .default([]),
+      /** Outbound transactions at once, over all destinations (internal delivery has queue.maxActive of its own). */
+      maxActive: z.number().int().min(1).max(1000).default(16),
+      /** Transactions at once to one destination domain (or to the smart host, with smartHost). */
+      perDomainConcurrency: z.number().int().min(1).max(100).default(4),
+      /** An idle connection to a destination host is kept this long for the next message to that domain (0: never reused). */
+      idleConnectionMs: ms.max(300_000).default(10_000),
+      /** Idle connections kept over all destinations. */
+      maxIdleConnections: z.number().int().min(0).max(1000).default(64),
+      /** Retry schedule of mail for the Internet, and of a destination domain that could not be reached. */
+      retry: z
+        .strictObject({
+          minMs: ms.min(1).default(300_000),
+          factor: z.number().min(1).max(10).default(2),
+          maxMs: ms.min(1).default(4_000_000),
+          /** After this long undelivered, a message is returned to its sender (DSN). */
+          lifetimeMs: ms.min(1).default(5 * 24 * 3_600_000),
+        })
+        .prefault({}),
+      /** A message still undelivered after this long gets one "delayed" DSN to its sender; 0: never. */
+      delayWarningAfterMs: ms.default(0),
+      /** TLS towards the receiving hosts: per destination domain none / may (opportunistic) / verify. */
+      tls: z
+        .strictObject({
+          default: z.enum(['none', 'may', 'verify']).default('may'),
+          domains: z.record(domain, z.enum(['none', 'may', 'verify'])).default({}),
+          /** PEM CA(s) trusted for `verify` instead of the system's store. */
+          caFile: z.string().min(1).optional(),
+        })
+        .prefault({}),
+      /** MTA-STS (RFC 8461): enforce the policies destination domains publish. */
+      mtaSts: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          /** The whole policy fetch (HTTPS) may take this long. */
+          timeoutMs: ms.min(100).max(120_000).default(20_000),
+          /** A longer policy file is refused (RFC 8461 suggests 64 KB). */
+          maxPolicyBytes: bytes.max(1024 * 1024).default(64 * 1024),
+          /** Domains whose policies are kept in memory. */
+          maxEntries: z.number().int().min(1).max(100_000).default(1000),
+        })
+        .prefault({}),
+      /** All outbound mail to one upstream relay instead of MX delivery. */
+      smartHost: z
+        .strictObject({
+          host,
+          port: port.default(587),
+          /** verify: STARTTLS with a verified certificate; encrypt: STARTTLS, not verified; may: when offered; none. */
+          tls: z.enum(['none', 'may', 'encrypt', 'verify']).default('verify'),
+          user: z.string().regex(/^[\x21-\x7e]{1,255}$/, { message: 'expected a user name of printable characters without spaces' }).optional(),
+          /** File holding the password (first line), on the data partition; needs `user`. */
+          passwordFile: z.string().min(1).optional(),
+          /** Send the password even without TLS (only for a relay on a trusted link). */
+          allowPlaintextAuth: z.boolean().default(false),
+        })
+        .optional(),
     })
     .prefault({}),
   /** The scan pipeline (scan/): limits of the MIME walker, attachment policy, content rules, signatures, clamd. */
@@ -616,6 +671,9 @@ export function parseConfig(doc: unknown): Config {
   }
   const c = r.data;
   if (c.queue.maxRetryMs < c.queue.minRetryMs) throw new ConfigError(['queue.maxRetryMs: must not be below queue.minRetryMs']);
+  if (c.outbound.retry.maxMs < c.outbound.retry.minMs) throw new ConfigError(['outbound.retry.maxMs: must not be below outbound.retry.minMs']);
+  const sh = c.outbound.smartHost;
+  if (sh && (sh.user === undefined) !== (sh.passwordFile === undefined)) throw new ConfigError(['outbound.smartHost: user and passwordFile go together']);
   if (c.inbound.recipients.mode === 'list' && c.inbound.recipients.list.length === 0)
     throw new ConfigError(['inbound.recipients.list: mode "list" needs at least one entry']);
   if (c.network.mode === 'static') {

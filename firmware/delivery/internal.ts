@@ -24,6 +24,7 @@ import type { Config, InternalServer } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { SmtpClient, SmtpClientError, type Reply, type SendResult } from './smtp-client.ts';
 import { isWireAddress } from './smtp-reply.ts';
+import { IdleConnections } from './idle-connections.ts';
 
 export type RcptOutcome = { status: 'delivered' | 'failed' | 'deferred'; reply: string; enhanced?: string };
 export type DeliveryResult = { server: string | null; outcomes: RcptOutcome[] };
@@ -44,11 +45,10 @@ type PoolOptions = { hostname: string; max: number; connectTimeoutMs: number; co
 class ServerPool {
   readonly server: InternalServer;
   readonly label: string;
-  private idle: Array<{ conn: SmtpClient; timer: NodeJS.Timeout }> = [];
+  private readonly idle: IdleConnections;
   private busy = 0;
   private waiters: Array<() => void> = [];
   downUntil = 0;
-  private closed = false;
   private readonly ca: string | undefined;
   private readonly opts: PoolOptions;
 
@@ -57,18 +57,15 @@ class ServerPool {
     this.opts = opts;
     this.label = `${server.host}:${server.port}`;
     this.ca = server.caFile ? readFileSync(server.caFile, 'utf8') : undefined;
+    this.idle = new IdleConnections({ idleMs: IDLE_MS, maxPerKey: opts.max, maxTotal: opts.max });
   }
 
   /** Waits for a connection slot, then hands out an idle connection or opens one. */
   async acquire(): Promise<SmtpClient> {
     while (this.busy >= this.opts.max) await new Promise<void>((r) => this.waiters.push(r));
     this.busy++;
-    while (this.idle.length) {
-      const { conn, timer } = this.idle.pop()!;
-      clearTimeout(timer);
-      if (conn.usable) return conn;
-      conn.close();
-    }
+    const reused = this.idle.take('');
+    if (reused) return reused;
     try {
       return await this.open();
     } catch (e) {
@@ -95,30 +92,7 @@ class ServerPool {
 
   /** Returns a healthy connection for reuse (after RSET), or closes it. */
   release(conn: SmtpClient, reusable: boolean): void {
-    if (!reusable || !conn.usable) {
-      conn.close();
-      this.releaseSlot();
-      return;
-    }
-    conn.reset().then(
-      () => {
-        if (this.closed) {
-          void conn.quit();
-        } else {
-          const timer = setTimeout(() => {
-            this.idle = this.idle.filter((i) => i.conn !== conn);
-            void conn.quit();
-          }, IDLE_MS);
-          timer.unref();
-          this.idle.push({ conn, timer });
-        }
-        this.releaseSlot();
-      },
-      () => {
-        conn.close();
-        this.releaseSlot();
-      },
-    );
+    void this.idle.put('', conn, reusable).finally(() => this.releaseSlot());
   }
 
   private releaseSlot(): void {
@@ -127,11 +101,7 @@ class ServerPool {
   }
 
   close(): void {
-    this.closed = true;
-    for (const { conn, timer } of this.idle.splice(0)) {
-      clearTimeout(timer);
-      void conn.quit();
-    }
+    this.idle.close();
   }
 }
 

@@ -781,3 +781,45 @@ describe('SmtpClient against a scripted server', () => {
     await rejectsWith(first, 'ETIMEDOUT');
   });
 });
+
+test('AUTH LOGIN when the server offers only LOGIN; a refused login fails with EAUTH and the server reply, never the password', async () => {
+  const pki = makePki('relay.example');
+  const seen: string[] = [];
+  const server = new SMTPServer({
+    logger: false,
+    disableReverseLookup: true,
+    key: pki.key,
+    cert: pki.cert,
+    authMethods: ['LOGIN'],
+    onAuth(auth, _s, cb) {
+      seen.push(`${auth.method} ${auth.username}`);
+      if (auth.password === 'good-secret') return cb(null, { user: auth.username });
+      cb(Object.assign(new Error('5.7.8 no'), { responseCode: 535 }));
+    },
+    onData(stream, _s, cb) {
+      stream.resume();
+      stream.on('end', () => cb());
+    },
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.server.address() as AddressInfo).port;
+  const opts = (pass: string): ClientOptions => ({ host: '127.0.0.1', port, heloName: 'mx.example.com', tls: 'required', rejectUnauthorized: true, ca: pki.ca, servername: 'relay.example', connectTimeoutMs: 2000, commandTimeoutMs: 2000, auth: { user: 'moat', pass } });
+  try {
+    const c = await SmtpClient.connect(opts('good-secret'));
+    const r = await c.send({ from: 'a@example.com', to: ['b@example.net'] }, Readable.from([Buffer.from('Subject: x\r\n\r\nhi\r\n')]));
+    assert.equal(r.data?.code, 250);
+    assert.equal(c.tlsInfo?.verified, true);
+    await c.quit();
+    const e = await SmtpClient.connect(opts('bad-secret')).then(
+      () => null,
+      (err: SmtpClientError) => err,
+    );
+    assert.equal(e?.code, 'EAUTH');
+    assert.match(e!.message, /^AUTH answered: 535 /);
+    assert.ok(!e!.message.includes('bad-secret'));
+    assert.deepEqual(seen, ['LOGIN moat', 'LOGIN moat']);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

@@ -26,8 +26,9 @@
  * handshake, each socket drain and each wait for the body stream. A timeout,
  * an unexpected close, a malformed reply or a failed body stream makes the
  * client unusable: the socket is destroyed and whatever is waiting rejects with
- * a SmtpClientError (code ECONNECTION, ETIMEDOUT, ETLS, EPROTOCOL, EBODY; and
- * EENVELOPE for an address refused before anything was written).
+ * a SmtpClientError (code ECONNECTION, ETIMEDOUT, ETLS, EPROTOCOL, EBODY;
+ * EENVELOPE for an address refused before anything was written; EAUTH when
+ * AUTH failed or would have sent credentials in plaintext).
  *
  * Never: writes a command built from unchecked input (addresses and the HELO
  * name must be printable ASCII without space, "<" or ">"; nothing 8-bit goes
@@ -36,7 +37,7 @@
  * the end of data after a body stream failed (a truncated message must not be
  * delivered); runs two commands at once (one caller at a time).
  *
- * Called by delivery/internal.ts (its connection pool).
+ * Called by delivery/internal.ts (its connection pool) and delivery/outbound.ts.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -61,7 +62,15 @@ export type ClientOptions = {
   commandTimeoutMs: number;
   /** Break body lines longer than 998 octets (RFC 5321 §4.5.3.1.6) with CRLF SPACE. */
   foldLongLines?: boolean;
+  /**
+   * Log in with AUTH PLAIN (or LOGIN when only that is offered) after EHLO
+   * (and after STARTTLS). Credentials go only over TLS unless allowPlaintext.
+   */
+  auth?: { user: string; pass: string; allowPlaintext?: boolean };
 };
+
+/** What TLS a connection has: protocol, cipher, and whether the certificate chain and name verified. */
+export type TlsInfo = { protocol: string; cipher: string; verified: boolean };
 
 /** A reply: its code, and the whole reply as printable ASCII, e.g. "550 5.1.1 no such user". */
 export type Reply = { code: number; text: string };
@@ -76,7 +85,7 @@ export type SendResult = { mail: Reply; rcpts: Reply[]; data: Reply | null };
 
 export type Envelope = { from: string; to: string[]; size?: number; eightBit?: boolean };
 
-export type ClientErrorCode = 'ECONNECTION' | 'ETIMEDOUT' | 'ETLS' | 'EPROTOCOL' | 'EBODY' | 'EENVELOPE';
+export type ClientErrorCode = 'ECONNECTION' | 'ETIMEDOUT' | 'ETLS' | 'EPROTOCOL' | 'EBODY' | 'EENVELOPE' | 'EAUTH';
 
 export class SmtpClientError extends Error {
   override name = 'SmtpClientError';
@@ -231,6 +240,8 @@ export class SmtpClient {
   #phase = 'connect';
   #secure = false;
   #extensions = new Set<string>();
+  #authMechanisms = new Set<string>();
+  #tlsInfo: TlsInfo | null = null;
 
   private constructor(o: ClientOptions) {
     this.#o = o;
@@ -262,6 +273,11 @@ export class SmtpClient {
   /** True once STARTTLS has been negotiated. */
   get secure(): boolean {
     return this.#secure;
+  }
+
+  /** Protocol, cipher and verification of the TLS session; null without TLS. */
+  get tlsInfo(): TlsInfo | null {
+    return this.#tlsInfo;
   }
 
   /** The EHLO keywords of the server (upper case); empty after HELO. */
@@ -328,12 +344,17 @@ export class SmtpClient {
     const greeting = await this.#read('the greeting', Math.max(1, deadline - Date.now()));
     if (greeting.code !== 220) throw this.#refused('greeting', greeting);
     let ehlo = await this.#command('EHLO', `EHLO ${o.heloName}\r\n`);
-    if (ehlo.code === 250) this.#extensions = parseExtensions(ehlo);
+    if (ehlo.code === 250) this.#learn(ehlo);
     else if (ehlo.code >= 500 && o.tls !== 'required') {
       const helo = await this.#command('HELO', `HELO ${o.heloName}\r\n`);
       if (helo.code !== 250) throw this.#refused('HELO', helo);
     } else throw this.#refused('EHLO', ehlo);
-    if (o.tls === 'none') return;
+    if (o.tls !== 'none') await this.#negotiateTls();
+    if (o.auth) await this.#login(o.auth);
+  }
+
+  async #negotiateTls(): Promise<void> {
+    const o = this.#o;
     if (!this.#extensions.has('STARTTLS')) {
       if (o.tls === 'required') throw this.#fail(new SmtpClientError('ETLS', `STARTTLS required but not offered`));
       return;
@@ -342,9 +363,36 @@ export class SmtpClient {
     if (st.code !== 220) throw this.#fail(new SmtpClientError('ETLS', `STARTTLS answered: ${replyText(st)}`, toReply(st)));
     if (this.#parser.busy || this.#replies.length) throw this.#fail(new SmtpClientError('EPROTOCOL', `data after the reply to STARTTLS`));
     await this.#startTls();
-    ehlo = await this.#command('EHLO after STARTTLS', `EHLO ${o.heloName}\r\n`);
+    const ehlo = await this.#command('EHLO after STARTTLS', `EHLO ${o.heloName}\r\n`);
     if (ehlo.code !== 250) throw this.#refused('EHLO after STARTTLS', ehlo);
+    this.#learn(ehlo);
+  }
+
+  #learn(ehlo: SmtpReply): void {
     this.#extensions = parseExtensions(ehlo);
+    this.#authMechanisms = new Set();
+    for (const l of ehlo.lines.slice(1)) {
+      const m = /^AUTH[ =](.*)$/i.exec(l.trim());
+      if (m) for (const k of m[1]!.trim().split(/\s+/)) this.#authMechanisms.add(k.toUpperCase());
+    }
+  }
+
+  /** AUTH PLAIN, or LOGIN; the credentials are never part of an error message. */
+  async #login(a: NonNullable<ClientOptions['auth']>): Promise<void> {
+    if (!this.#secure && !a.allowPlaintext) throw this.#fail(new SmtpClientError('EAUTH', 'refusing to send credentials without TLS'));
+    if (!a.user || /[\0\r\n]/.test(a.user) || /[\0\r\n]/.test(a.pass)) throw this.#fail(new SmtpClientError('EAUTH', 'refusing to send credentials with NUL, CR or LF in them'));
+    const b64 = (t: string) => Buffer.from(t, 'utf8').toString('base64');
+    let r: SmtpReply;
+    if (this.#authMechanisms.has('PLAIN')) {
+      r = await this.#command('AUTH PLAIN', `AUTH PLAIN ${b64(`\0${a.user}\0${a.pass}`)}\r\n`);
+    } else if (this.#authMechanisms.has('LOGIN')) {
+      r = await this.#command('AUTH LOGIN', 'AUTH LOGIN\r\n');
+      if (r.code === 334) r = await this.#command('AUTH LOGIN user name', `${b64(a.user)}\r\n`);
+      if (r.code === 334) r = await this.#command('AUTH LOGIN password', `${b64(a.pass)}\r\n`);
+    } else {
+      throw this.#fail(new SmtpClientError('EAUTH', this.#authMechanisms.size ? `no AUTH mechanism in common (offered: ${[...this.#authMechanisms].join(' ')})` : 'the server offers no AUTH'));
+    }
+    if (r.code !== 235) throw this.#fail(new SmtpClientError('EAUTH', `AUTH answered: ${replyText(r)}`, toReply(r)));
   }
 
   async #startTls(): Promise<void> {
@@ -367,6 +415,10 @@ export class SmtpClient {
     await this.#until(() => (done ? true : undefined), o.commandTimeoutMs, 'the TLS handshake');
     this.#handshaking = false;
     this.#secure = true;
+    const cert = secure.getPeerCertificate();
+    const name = servername ?? o.host;
+    const verified = secure.authorized && cert !== null && Object.keys(cert).length > 0 && tls.checkServerIdentity(name, cert) === undefined;
+    this.#tlsInfo = { protocol: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown', verified };
   }
 
   async #send(env: Envelope, body: Readable): Promise<SendResult> {

@@ -6,14 +6,22 @@
  * delivered waits in a deferred heap ordered by its next attempt (exponential
  * back-off from queue.minRetryMs to queue.maxRetryMs), so a backlog of
  * deferred mail never delays fresh mail. At most queue.maxActive deliveries
- * run at once. When every recipient has an answer, the message is done; if
- * any recipient failed (a 5xx, or queue.maxLifetimeMs passed), an RFC 3464
- * DSN goes to the sender, except for the null sender (no bounce of a bounce).
+ * to the internal servers run at once (outbound ones: below). When every
+ * recipient has an answer, the message is done; if any recipient failed (a
+ * 5xx, or its lifetime passed), an RFC 3464 DSN goes to the sender, except
+ * for the null sender (no bounce of a bounce).
  *
  * Recipients outside the local domains (mail from internal networks, DSNs to
  * outside senders) go out by MX through delivery/outbound.ts; without it (a
  * manager built without `outbound`) they wait and expire like any
- * undeliverable mail.
+ * undeliverable mail. Such a message takes an outbound slot (at most
+ * outbound.maxActive, apart from queue.maxActive, so the Internet cannot
+ * starve internal delivery) and a slot at each destination domain
+ * (outbound.perDomainConcurrency, queue/destinations.ts); it waits in that
+ * domain's line while the domain is busy, and in the deferred heap while the
+ * domain is closed after nobody there could be reached. Its retries follow
+ * outbound.retry, and once (outbound.delayWarningAfterMs) its sender is told
+ * by a "delayed" DSN that it is still waiting.
  *
  * The administrator may hold a message (it stays queued, is never tried, and
  * the hold is recorded in the spool's state log, so it survives a restart),
@@ -29,6 +37,7 @@
 import type { Config } from '../config/schema.ts';
 import { buildDsn, type DsnRecipient } from '../delivery/dsn.ts';
 import type { OutboundDelivery } from '../delivery/outbound.ts';
+import { Destinations } from './destinations.ts';
 import type { InternalDelivery, RcptOutcome } from '../delivery/internal.ts';
 import type { Logger } from '../log/logger.ts';
 import type { QueuedMessage, RcptStatus, Spool } from './spool.ts';
@@ -49,11 +58,15 @@ export class QueueManager {
   private cfg: Config;
   private readonly spool: Spool;
   private delivery: InternalDelivery;
-  private readonly outbound: OutboundDelivery | null;
+  private outbound: OutboundDelivery | null;
   private readonly log: Logger;
   private readonly now: () => number;
   private localDomains: Set<string>;
   private ready: QueuedMessage[] = [];
+  /** Ready messages with recipients outside the local domains. */
+  private readyOut: QueuedMessage[] = [];
+  private outActive = 0;
+  private readonly destinations: Destinations<QueuedMessage>;
   private deferred = new MinHeap<QueuedMessage>((a, b) => a.nextAttemptAt - b.nextAttemptAt);
   private inFlight = new Set<string>();
   private activeRuns = new Set<Promise<void>>();
@@ -69,6 +82,31 @@ export class QueueManager {
     this.log = d.log;
     this.now = d.now ?? Date.now;
     this.localDomains = new Set(d.config.inbound.localDomains);
+    this.destinations = new Destinations(this.destinationOptions(d.config));
+  }
+
+  private destinationOptions(c: Config) {
+    const r = c.outbound.retry;
+    return { perDestination: c.outbound.perDomainConcurrency, minMs: r.minMs, factor: r.factor, maxMs: r.maxMs, now: this.now };
+  }
+
+  /** The outbound destinations of a message's open recipients (none when it has none, or no outbound). */
+  private destinationsOf(m: QueuedMessage): string[] {
+    const out = this.outbound;
+    if (!out) return [];
+    const set = new Set<string>();
+    m.rcpts.forEach((r, i) => {
+      if (r.status !== 'pending') return;
+      const d = domainOf(m.envelope.to[i]!);
+      if (!this.localDomains.has(d)) set.add(out.destinationOf(d));
+    });
+    return [...set];
+  }
+
+  /** Puts a message in the ready list of its direction. */
+  private schedule(m: QueuedMessage): void {
+    if (this.destinationsOf(m).length) this.readyOut.push(m);
+    else this.ready.push(m);
   }
 
   /** Schedules everything the spool recovered. */
@@ -76,7 +114,7 @@ export class QueueManager {
     const t = this.now();
     for (const m of this.spool.messages.values()) {
       if (m.held) continue;
-      if (m.nextAttemptAt <= t) this.ready.push(m);
+      if (m.nextAttemptAt <= t) this.schedule(m);
       else this.deferred.push(m);
     }
     this.pump();
@@ -84,20 +122,21 @@ export class QueueManager {
 
   enqueue(m: QueuedMessage): void {
     if (this.stopped) return;
-    this.ready.push(m);
+    this.schedule(m);
     this.pump();
   }
 
   /** Tries every deferred message now (the console's "queue flush"). */
   flush(): void {
-    while (this.deferred.size) this.ready.push(this.deferred.pop()!);
+    for (const m of this.destinations.reopen()) this.schedule(m);
+    while (this.deferred.size) this.schedule(this.deferred.pop()!);
     this.pump();
   }
 
   stats(): { ready: number; deferred: number; active: number; held: number } {
     let held = 0;
     for (const m of this.spool.messages.values()) if (m.held) held++;
-    return { ready: this.ready.length, deferred: this.deferred.size, active: this.inFlight.size, held };
+    return { ready: this.ready.length + this.readyOut.length, deferred: this.deferred.size, active: this.inFlight.size, held };
   }
 
   /** Queued messages, oldest first, at most `limit`. */
@@ -136,7 +175,7 @@ export class QueueManager {
     this.spool.update(m, { held: false, next: this.now() });
     await this.spool.syncState();
     this.log.info({ ev: 'released', queueId: id }, 'message released from hold');
-    if (!this.inFlight.has(id)) this.ready.push(m);
+    if (!this.inFlight.has(id)) this.schedule(m);
     this.pump();
   }
 
@@ -153,15 +192,22 @@ export class QueueManager {
   }
 
   /**
-   * A new configuration: attempts that start from now on use `delivery`;
-   * the old delivery is closed once the attempts that use it have finished.
+   * A new configuration: attempts that start from now on use `delivery` (and
+   * `outbound`, when given); the old ones are closed once the attempts that use
+   * them have finished.
    */
-  reconfigure(config: Config, delivery: InternalDelivery): void {
+  reconfigure(config: Config, delivery: InternalDelivery, outbound?: OutboundDelivery): void {
     const old = this.delivery;
     const running = [...this.activeRuns];
     this.cfg = config;
     this.delivery = delivery;
+    const oldOut = this.outbound;
+    if (outbound && oldOut && outbound !== oldOut) {
+      this.outbound = outbound;
+      void Promise.allSettled(running).then(() => oldOut.close());
+    }
     this.localDomains = new Set(config.inbound.localDomains);
+    this.destinations.configure(this.destinationOptions(config));
     if (old !== delivery) void Promise.allSettled(running).then(() => old.close());
     this.pump();
   }
@@ -174,6 +220,8 @@ export class QueueManager {
 
   private unlist(m: QueuedMessage): void {
     this.ready = this.ready.filter((x) => x !== m);
+    this.readyOut = this.readyOut.filter((x) => x !== m);
+    this.destinations.forget((x) => x === m);
     this.deferred.remove((x) => x === m);
   }
 
@@ -185,23 +233,71 @@ export class QueueManager {
 
   private pump(): void {
     if (this.stopped) return;
-    while (this.inFlight.size < this.cfg.queue.maxActive && this.ready.length) {
+    this.pumpOutbound();
+    let internalActive = this.inFlight.size - this.outActive;
+    let moved = false;
+    while (internalActive < this.cfg.queue.maxActive && this.ready.length) {
       const m = this.ready.shift()!;
       if (this.inFlight.has(m.id) || !this.spool.messages.has(m.id) || m.held) continue;
-      this.inFlight.add(m.id);
-      const run = this.attempt(m)
-        .catch((e: Error) => {
-          this.log.error({ queueId: m.id, err: e.message }, 'queue: attempt failed unexpectedly; deferring');
-          this.defer(m, []);
-        })
-        .finally(() => {
-          this.inFlight.delete(m.id);
-          this.activeRuns.delete(run);
-          this.pump();
-        });
-      this.activeRuns.add(run);
+      if (this.destinationsOf(m).length) {
+        this.readyOut.push(m); // its recipients changed direction (a new list of local domains)
+        moved = true;
+        continue;
+      }
+      internalActive++;
+      this.run(m, []);
     }
+    if (moved) this.pumpOutbound();
     this.arm();
+  }
+
+  private pumpOutbound(): void {
+    while (this.outActive < this.cfg.outbound.maxActive && this.readyOut.length) {
+      const m = this.readyOut.shift()!;
+      if (this.inFlight.has(m.id) || !this.spool.messages.has(m.id) || m.held) continue;
+      const dests = this.destinationsOf(m);
+      if (!dests.length) {
+        this.ready.push(m);
+        continue;
+      }
+      const a = this.destinations.admit(dests);
+      if (a.kind === 'full') {
+        this.destinations.wait(a.destination, m);
+        continue;
+      }
+      if (a.kind === 'down') {
+        // the domain could not be reached a moment ago: wait with it (in memory only; not an attempt)
+        m.nextAttemptAt = Math.max(m.nextAttemptAt, a.until);
+        this.deferred.push(m);
+        continue;
+      }
+      this.destinations.start(dests);
+      this.outActive++;
+      this.run(m, dests);
+    }
+  }
+
+  private run(m: QueuedMessage, dests: string[]): void {
+    this.inFlight.add(m.id);
+    let unreachable: string[] = [];
+    const run = this.attempt(m)
+      .then((u) => {
+        unreachable = u;
+      })
+      .catch((e: Error) => {
+        this.log.error({ queueId: m.id, err: e.message }, 'queue: attempt failed unexpectedly; deferring');
+        this.defer(m, []);
+      })
+      .finally(() => {
+        this.inFlight.delete(m.id);
+        this.activeRuns.delete(run);
+        if (dests.length) {
+          this.outActive--;
+          this.readyOut.unshift(...this.destinations.finish(dests, unreachable));
+        }
+        this.pump();
+      });
+    this.activeRuns.add(run);
   }
 
   private arm(): void {
@@ -214,18 +310,20 @@ export class QueueManager {
       this.timer = null;
       this.timerAt = Infinity;
       const t = this.now();
-      while (this.deferred.size && this.deferred.peek()!.nextAttemptAt <= t) this.ready.push(this.deferred.pop()!);
+      while (this.deferred.size && this.deferred.peek()!.nextAttemptAt <= t) this.schedule(this.deferred.pop()!);
       this.pump();
     }, Math.max(0, next.nextAttemptAt - this.now()));
     this.timer.unref();
   }
 
-  private async attempt(m: QueuedMessage): Promise<void> {
+  /** One delivery attempt; returns the outbound destinations that could not be reached. */
+  private async attempt(m: QueuedMessage): Promise<string[]> {
     const pending = m.rcpts.flatMap((r, i) => (r.status === 'pending' ? [i] : []));
     const local = pending.filter((i) => this.localDomains.has(domainOf(m.envelope.to[i]!)));
     const foreign = pending.filter((i) => !local.includes(i));
     const changes: Array<[number, RcptStatus, string?]> = [];
     let outcomes: RcptOutcome[] = [];
+    let unreachable: string[] = [];
     const job = (idx: number[]) => ({
       id: m.id,
       from: m.envelope.from,
@@ -238,9 +336,11 @@ export class QueueManager {
       const delivery = this.delivery; // a new configuration applies to the next attempt
       outcomes = (await delivery.deliver(job(local))).outcomes;
     }
-    if (foreign.length && this.outbound) {
-      const r = await this.outbound.deliver(job(foreign));
+    const outbound = this.outbound; // a new configuration applies to the next attempt
+    if (foreign.length && outbound) {
+      const r = await outbound.deliver(job(foreign));
       outcomes = [...outcomes, ...r.outcomes];
+      unreachable = r.unreachable;
     }
     const routed = this.outbound ? [...local, ...foreign] : local;
     routed.forEach((i, k) => {
@@ -257,25 +357,60 @@ export class QueueManager {
     });
     if (!this.outbound) for (const i of foreign) m.rcpts[i]!.reply = '4.4.0 No route to this destination (outbound delivery is not configured)';
     const stillPending = pending.length - changes.length;
-    if (stillPending === 0) return this.finish(m, changes);
-    // deferred: expire, or wait
-    if (this.now() - m.envelope.arrivedAt >= this.cfg.queue.maxLifetimeMs) {
-      for (const i of pending) {
-        if (changes.some(([j]) => j === i)) continue;
-        const reply = `4.4.7 Message expired after ${Math.round(this.cfg.queue.maxLifetimeMs / 3_600_000)} hours in the queue; last reply: ${m.rcpts[i]!.reply ?? 'none'}`;
+    if (stillPending === 0) {
+      await this.finish(m, changes);
+      return unreachable;
+    }
+    // deferred: expire, or wait (mail with recipients on the Internet on the outbound schedule)
+    const waiting = pending.filter((i) => !changes.some(([j]) => j === i));
+    const outward = this.outbound !== null && waiting.some((i) => foreign.includes(i));
+    const lifetime = outward ? this.cfg.outbound.retry.lifetimeMs : this.cfg.queue.maxLifetimeMs;
+    if (this.now() - m.envelope.arrivedAt >= lifetime) {
+      for (const i of waiting) {
+        const reply = `4.4.7 Message expired after ${Math.round(lifetime / 3_600_000)} hours in the queue; last reply: ${m.rcpts[i]!.reply ?? 'none'}`;
         changes.push([i, 'failed', reply]);
         this.log.info({ ev: 'bounced', queueId: m.id, rcpt: m.envelope.to[i], reply }, 'expired');
       }
-      return this.finish(m, changes);
+      await this.finish(m, changes);
+      return unreachable;
     }
-    this.defer(m, changes);
+    const warnAfter = this.cfg.outbound.delayWarningAfterMs;
+    if (outward && warnAfter > 0 && !m.warned && m.envelope.from !== '' && this.now() - m.envelope.arrivedAt >= warnAfter) {
+      try {
+        await this.warnDelayed(m, waiting.filter((i) => foreign.includes(i)), lifetime);
+      } catch (e) {
+        this.log.error({ queueId: m.id, err: (e as Error).message }, 'queue: could not queue the delay warning; will try again');
+      }
+    }
+    this.defer(m, changes, outward);
+    return unreachable;
   }
 
-  private defer(m: QueuedMessage, changes: Array<[number, RcptStatus, string?]>): void {
+  /** One RFC 3464 "delayed" DSN to the sender for the recipients still waiting; recorded so that it is never sent twice. */
+  private async warnDelayed(m: QueuedMessage, idx: number[], lifetime: number): Promise<void> {
+    const headers = await readHeaders(this.spool, m);
+    const until = new Date(m.envelope.arrivedAt + lifetime);
+    const recipients: DsnRecipient[] = idx.map((i) => {
+      const reply = m.rcpts[i]!.reply ?? '';
+      const code = /\b(4\.\d{1,3}\.\d{1,3})\b/.exec(reply)?.[1] ?? '4.0.0';
+      return { address: m.envelope.to[i]!, action: 'delayed', status: code, diagnostic: reply, lastAttempt: new Date(this.now()), willRetryUntil: until };
+    });
+    const dsn = buildDsn({ reportingMta: this.cfg.hostname, queueId: m.id, sender: m.envelope.from, arrivalDate: new Date(m.envelope.arrivedAt), recipients, originalHeaders: headers });
+    const d = await this.queueDsn(dsn, m.envelope.from);
+    // recorded with the deferral that follows (one state record)
+    m.warned = true;
+    this.log.info({ ev: 'dsn', queueId: m.id, dsnId: d.id, to: m.envelope.from, delayed: recipients.length }, 'delay warning queued');
+    this.enqueue(d);
+  }
+
+  private defer(m: QueuedMessage, changes: Array<[number, RcptStatus, string?]>, outward = false): void {
     const attempts = m.attempts + 1;
-    const backoff = Math.min(this.cfg.queue.maxRetryMs, this.cfg.queue.minRetryMs * 2 ** Math.min(attempts - 1, 30));
+    const r = this.cfg.outbound.retry;
+    const backoff = outward
+      ? Math.min(r.maxMs, r.minMs * r.factor ** Math.min(attempts - 1, 60))
+      : Math.min(this.cfg.queue.maxRetryMs, this.cfg.queue.minRetryMs * 2 ** Math.min(attempts - 1, 30));
     const next = this.now() + backoff;
-    this.spool.update(m, { rcpts: changes, attempts, next });
+    this.spool.update(m, { rcpts: changes, attempts, next, ...(m.warned ? { warned: true } : {}) });
     this.log.info({ ev: 'deferred', queueId: m.id, attempts, retryInMs: backoff, reply: m.rcpts.find((r) => r.status === 'pending')?.reply }, 'deferred');
     if (!this.stopped && !m.held) {
       this.deferred.push(m);
@@ -314,17 +449,22 @@ export class QueueManager {
       recipients: failed,
       originalHeaders: headers,
     });
+    const d = await this.queueDsn(dsn, m.envelope.from);
+    this.log.info({ ev: 'dsn', queueId: m.id, dsnId: d.id, to: m.envelope.from, failed: failed.length }, 'delivery status notification queued');
+    this.enqueue(d);
+  }
+
+  /** Spools a DSN from the null sender to `to`. */
+  private async queueDsn(dsn: Buffer, to: string): Promise<QueuedMessage> {
     const inc = this.spool.begin();
     inc.write([dsn]);
-    const d = await inc.commit({
+    return inc.commit({
       from: '',
-      to: [m.envelope.from],
+      to: [to],
       arrivedAt: this.now(),
       client: { address: '127.0.0.1', helo: this.cfg.hostname, tls: false },
       origin: 'local',
     });
-    this.log.info({ ev: 'dsn', queueId: m.id, dsnId: d.id, to: m.envelope.from, failed: failed.length }, 'delivery status notification queued');
-    this.enqueue(d);
   }
 }
 

@@ -249,3 +249,19 @@ test('a segment is not deleted while a delivery still reads from it', async () =
   await s.close();
   await rm(dir, { recursive: true });
 });
+
+test('a sent delay warning is remembered across a restart (the sender is never warned twice)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'moat-spool-'));
+  const s1 = await openSpool(dir);
+  const m = await store(s1, 'Subject: x\r\n\r\nbody\r\n');
+  const other = await store(s1, 'Subject: y\r\n\r\nbody\r\n');
+  s1.update(m, { attempts: 1, next: 5, warned: true });
+  s1.update(other, { attempts: 1, next: 5 });
+  await s1.syncState();
+  await s1.close();
+  const s2 = await openSpool(dir);
+  assert.equal(s2.messages.get(m.id)!.warned, true);
+  assert.equal(s2.messages.get(other.id)!.warned, undefined);
+  await s2.close();
+  await rm(dir, { recursive: true });
+});

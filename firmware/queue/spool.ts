@@ -63,9 +63,11 @@ export type QueuedMessage = {
   segments: Set<number>;
   /** Put on hold by the administrator: not delivered until released (kept across restarts). */
   held?: boolean;
+  /** Its sender has had the one "delayed" DSN (outbound.delayWarningAfterMs). */
+  warned?: boolean;
 };
 
-type StateChange = { done?: true; rcpts?: Array<[number, RcptStatus, string?]>; attempts?: number; next?: number; held?: boolean };
+type StateChange = { done?: true; rcpts?: Array<[number, RcptStatus, string?]>; attempts?: number; next?: number; held?: boolean; warned?: boolean };
 
 export class SpoolError extends Error {
   readonly code: 'full' | 'io';
@@ -515,7 +517,7 @@ export class Spool {
         const rcpts: Array<[number, RcptStatus, string?]> = [];
         m.rcpts.forEach((r, i) => r.status !== 'pending' && rcpts.push([i, r.status, r.reply]));
         if (rcpts.length === 0 && m.attempts === 0 && !m.held) continue;
-        const change: StateChange = { rcpts, attempts: m.attempts, next: m.nextAttemptAt, ...(m.held ? { held: true } : {}) };
+        const change: StateChange = { rcpts, attempts: m.attempts, next: m.nextAttemptAt, ...(m.held ? { held: true } : {}), ...(m.warned ? { warned: true } : {}) };
         void fresh.append(RecordType.state, m.id, [Buffer.from(JSON.stringify(change))]).written.catch(() => undefined);
       }
       for (const id of this.tombstones.keys())
@@ -772,4 +774,5 @@ function applyState(m: QueuedMessage, c: StateChange): void {
   if (c.attempts !== undefined) m.attempts = c.attempts;
   if (c.next !== undefined) m.nextAttemptAt = c.next;
   if (c.held !== undefined) m.held = c.held;
+  if (c.warned !== undefined) m.warned = c.warned;
 }

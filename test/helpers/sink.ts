@@ -11,6 +11,8 @@ export type Sink = {
   /** Every RCPT TO seen, refused or not, and whether the session was under TLS. */
   rcpts: Array<{ address: string; secure: boolean }>;
   connections: number;
+  /** Most sessions open at the same time. */
+  peakSessions: number;
   /** Resolves when `n` messages have arrived. */
   waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
   close(): Promise<void>;
@@ -21,12 +23,16 @@ export async function startSink(opts: {
   host?: string;
   rcpt?: (address: string) => { code: number; message: string } | null;
   data?: () => { code: number; message: string } | null;
+  /** Holds each message this long before answering the end of data (a slow server). */
+  dataDelayMs?: number;
   server?: Partial<SMTPServerOptions>;
 } = {}): Promise<Sink> {
   const messages: Received[] = [];
   const rcpts: Sink['rcpts'] = [];
   let waiters: Array<() => void> = [];
   let connections = 0;
+  let open = 0;
+  let peakSessions = 0;
   const server = new SMTPServer({
     disableReverseLookup: true,
     authOptional: true,
@@ -35,7 +41,11 @@ export async function startSink(opts: {
     ...opts.server,
     onConnect(_s, cb) {
       connections++;
+      peakSessions = Math.max(peakSessions, ++open);
       cb();
+    },
+    onClose() {
+      open--;
     },
     onRcptTo(address, session, cb) {
       rcpts.push({ address: address.address, secure: session.secure });
@@ -46,7 +56,8 @@ export async function startSink(opts: {
     onData(stream, session, cb) {
       const parts: Buffer[] = [];
       stream.on('data', (c: Buffer) => parts.push(c));
-      stream.on('end', () => {
+      stream.on('end', async () => {
+        if (opts.dataDelayMs) await new Promise((r) => setTimeout(r, opts.dataDelayMs));
         const r = opts.data?.();
         if (r) return cb(Object.assign(new Error(r.message), { responseCode: r.code }));
         messages.push({
@@ -72,6 +83,9 @@ export async function startSink(opts: {
     rcpts,
     get connections() {
       return connections;
+    },
+    get peakSessions() {
+      return peakSessions;
     },
     waitFor(n, timeoutMs = 20_000) {
       return new Promise((resolve, reject) => {
@@ -105,7 +119,7 @@ export async function closedPort(): Promise<number> {
 }
 
 /** Accepts TCP connections and never says a word. */
-export async function silentServer(): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+export async function silentServer(at: { host?: string; port?: number } = {}): Promise<{ port: number; connections: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const state = { connections: 0 };
   const server = net.createServer((s) => {
@@ -114,7 +128,7 @@ export async function silentServer(): Promise<{ port: number; connections: numbe
     s.on('error', () => {});
     s.on('close', () => sockets.delete(s));
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(at.port ?? 0, at.host ?? '127.0.0.1');
   await once(server, 'listening');
   return {
     port: (server.address() as net.AddressInfo).port,
