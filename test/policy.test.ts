@@ -102,7 +102,7 @@ test('DNSBL: a listed client is refused at connect; an unlisted one, or one with
       await transcript(moat.port, '127.0.0.3', ['S: 220 mx.example.com ESMTP moat', 'C: QUIT', 'S: 221 2.0.0 Bye']);
       await transcript(moat.port, '127.0.0.4', ['S: 220 mx.example.com ESMTP moat', 'C: QUIT', 'S: 221 2.0.0 Bye']);
       assert.ok(dns.asked.includes('A 2.0.0.127.bl.test'));
-      assert.equal(sink.connections, 0);
+      assert.deepEqual(sink.rcpts, [], 'nothing reached the internal server (the health probe may greet it)');
     });
   } finally {
     await dns.close();
@@ -189,7 +189,7 @@ test('sender domain lists: a denied suffix is refused; an allowed one skips the 
       'C: MAIL FROM:<x@example.com>',
       'S: 250 2.1.0 Accepted',
     ]);
-    assert.equal(sink.connections, 0);
+    assert.deepEqual(sink.rcpts, [], 'nothing reached the internal server (the health probe may greet it)');
   });
 });
 
@@ -296,6 +296,38 @@ test('with dmarc.enforceReject off, a p=reject failure is delivered with a spam 
       assert.match(text, /^X-Spam-Score: 3\.0\r$/m);
       assert.match(text, /^X-Spam-Status: No, score=3\.0 .*tests=authentication=3\r$/m);
       assert.doesNotMatch(text, /X-Spam-Flag/);
+    });
+  } finally {
+    await dns.close();
+  }
+});
+
+test('fields a sender forged to look like moat\'s (Authentication-Results naming this host, X-Spam-*) do not reach the inside; moat\'s own and other hosts\' results do', async () => {
+  const dns = await startDns(zone);
+  const policy: ConfigInput['policy'] = { chain: { data: ['authentication', 'spam-score'] }, dmarc: { enforceReject: false, failScore: 3 } };
+  const forgedFields =
+    'Authentication-Results: MX.Example.COM (our name, forged);\r\n dkim=pass header.d=dmarc.test\r\n' +
+    'Authentication-Results: relay.other.example; spf=pass smtp.mailfrom=b@spf-pass.test\r\n' +
+    'X-Spam-Flag: NO\r\nX-Spam-Score: -100\r\n';
+  try {
+    await withRelay({ policy, dns: dnsFor(dns.server) }, async ({ moat, sink }) => {
+      await transcript(
+        moat.port,
+        '127.0.0.3',
+        [...GREET('127.0.0.3'), 'C: MAIL FROM:<b@spf-pass.test>', 'S: 250 2.1.0 Accepted', 'C: RCPT TO:<user@example.com>', 'S: 250 2.1.5 Accepted', ...SEND('forged'), 'S: 250 2.0.0 Ok: queued as ID'],
+        { forged: forgedFields + message('boss@dmarc.test', 'pay now') },
+      );
+      const [m] = await sink.waitFor(1);
+      const text = m!.body.toString('latin1');
+      const head = text.slice(0, text.indexOf('\r\n\r\n'));
+      assert.equal(head.match(/^Authentication-Results: mx\.example\.com/gim)?.length, 1, 'one result naming this host: moat\'s own');
+      assert.match(head, /^Authentication-Results: mx\.example\.com;[^]*dmarc=fail/m);
+      assert.doesNotMatch(head, /dkim=pass header\.d=dmarc\.test/, 'the forged pass is gone, continuation line and all');
+      assert.match(head, /^Authentication-Results: relay\.other\.example; spf=pass/m, 'another host\'s result is kept');
+      assert.doesNotMatch(head, /X-Spam-Flag: NO|X-Spam-Score: -100/);
+      assert.equal(head.match(/^X-Spam-Score:/gm)?.length, 1);
+      assert.ok(head.indexOf('Authentication-Results: mx.example.com') < head.indexOf('Received: from'), 'moat\'s fields come first');
+      assert.ok(text.endsWith('pay now\r\n'), 'the body is unchanged');
     });
   } finally {
     await dns.close();

@@ -59,6 +59,7 @@ const cidr = z.string().refine(
 
 const bytes = z.number({ message: 'expected a number of bytes' }).int().positive();
 const ms = z.number({ message: 'expected a duration in milliseconds' }).int().nonnegative();
+const headerName = z.string().regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, { message: 'expected a header field name' });
 
 const recipientEntry = z
   .string()
@@ -340,6 +341,12 @@ export const configSchema = z.strictObject({
     maxConnectionsPerServer: z.number().int().min(1).max(64).default(4),
     connectTimeoutMs: ms.min(100).default(30_000),
     commandTimeoutMs: ms.min(100).default(300_000),
+    /**
+     * Header fields removed from the stored message before it reaches the internal servers:
+     * the ones moat's own checks add, which a sender could forge. Authentication-Results
+     * fields naming this host (hostname) are removed in any case (RFC 8601 §5).
+     */
+    removeHeaders: z.array(headerName).max(100).default(['X-Spam-Flag', 'X-Spam-Score', 'X-Spam-Status', 'X-Moat-Rule']),
   }),
   queue: z
     .strictObject({
@@ -372,10 +379,7 @@ export const configSchema = z.strictObject({
       connectTimeoutMs: ms.min(100).default(30_000),
       commandTimeoutMs: ms.min(100).default(300_000),
       /** Header fields removed from outgoing mail, so that it names no internal host or address. */
-      removeHeaders: z
-        .array(z.string().regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, { message: 'expected a header field name' }))
-        .max(100)
-        .default(['Received', 'X-Originating-IP', 'X-Forwarded-For']),
+      removeHeaders: z.array(headerName).max(100).default(['Received', 'X-Originating-IP', 'X-Forwarded-For']),
       /** Users who may relay outward with SMTP AUTH (PLAIN/LOGIN, only after STARTTLS). */
       users: z
         .array(

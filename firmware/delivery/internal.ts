@@ -19,12 +19,13 @@
  * speaks SMTP through delivery/smtp-client.ts.
  */
 import { readFileSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { Config, InternalServer } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { SmtpClient, SmtpClientError, type Reply, type SendResult } from './smtp-client.ts';
 import { isWireAddress } from './smtp-reply.ts';
 import { IdleConnections } from './idle-connections.ts';
+import { forgedResultsOf, HeaderStripper, type FieldFilter } from './topology.ts';
 
 export type RcptOutcome = { status: 'delivered' | 'failed' | 'deferred'; reply: string; enhanced?: string };
 export type DeliveryResult = { server: string | null; outcomes: RcptOutcome[] };
@@ -34,7 +35,9 @@ export type DeliveryJob = {
   to: string[];
   size: number;
   bodyType?: '7BIT' | '8BITMIME';
+  /** The message: header fields moat added (prefixBytes long), then the stored bytes. */
   open: () => Readable;
+  prefixBytes?: number;
 };
 
 const DOWN_MS = 30_000;
@@ -131,9 +134,13 @@ export class InternalDelivery {
   private readonly pools: ServerPool[];
   private readonly log: Logger;
   private readonly now: () => number;
+  private readonly removeHeaders: readonly string[];
+  private readonly forged: FieldFilter;
 
   constructor(config: Config, log: Logger, now: () => number = Date.now) {
     const i = config.internal;
+    this.removeHeaders = i.removeHeaders;
+    this.forged = forgedResultsOf(config.hostname);
     this.pools = i.servers.map(
       (s) =>
         new ServerPool(s, {
@@ -160,6 +167,10 @@ export class InternalDelivery {
   }
 
   async deliver(job: DeliveryJob): Promise<DeliveryResult> {
+    // fields a sender could forge to fool the inside are left behind; moat's own pass (keepFirst)
+    const stored = job.open;
+    const strip = { keepFirst: job.prefixBytes ?? 0, drop: this.forged };
+    job = { ...job, open: () => pipeline(stored(), new HeaderStripper(this.removeHeaders, strip), () => undefined) };
     // Addresses SMTP cannot carry never reach a server (the inbound edge refuses them already).
     if (!isWireAddress(job.from)) return { server: null, outcomes: job.to.map(() => ({ status: 'failed', reply: UNSENDABLE_SENDER })) };
     const sendable = job.to.flatMap((a, i) => (isWireAddress(a) && a !== '' ? [i] : []));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream';
-import { HeaderStripper } from './topology.ts';
+import { authservId, forgedResultsOf, HeaderStripper } from './topology.ts';
 
 const msg =
   'Received: from domino.corp.example (10.0.0.5)\r\n\tby mx.example.com; Sat, 28 Nov 2026\r\n' +
@@ -44,4 +44,28 @@ test('the body after the header is passed on as a view of the chunk it came in, 
   const body = out[1]!;
   assert.equal(body.buffer, chunk.buffer, 'same memory');
   assert.equal(body.byteOffset, chunk.byteOffset + chunk.indexOf('\r\n\r\n') + 2);
+});
+
+test('authserv-id: the first token of the value, after comments, any case', () => {
+  assert.equal(authservId('Authentication-Results: mx.example.com; spf=pass'), 'mx.example.com');
+  assert.equal(authservId('Authentication-Results: (note (nested)) MX.Example.Com 1; none'), 'mx.example.com');
+  assert.equal(authservId('Authentication-Results:\r\n\tmx.example.com;\r\n dkim=pass'), 'mx.example.com');
+  assert.equal(authservId('Authentication-Results: ;'), '');
+});
+
+test('inward: moat\'s own fields (keepFirst) stay; stored results naming this host and forged tags go, at every split offset', async () => {
+  const ours = 'Authentication-Results: mx.example.com; dkim=none\r\nX-Spam-Score: 1.0\r\n';
+  const stored =
+    'Received: from sender.example by mx.example.com\r\n' +
+    'Authentication-Results: MX.EXAMPLE.COM;\r\n dkim=pass header.d=bank.example\r\n' +
+    'Authentication-Results: relay.other.example; spf=pass\r\n' +
+    'X-Spam-Score: -50\r\n' +
+    'Subject: hi\r\n\r\nAuthentication-Results: mx.example.com; in the body stays\r\n';
+  const want =
+    ours + 'Received: from sender.example by mx.example.com\r\nAuthentication-Results: relay.other.example; spf=pass\r\nSubject: hi\r\n\r\nAuthentication-Results: mx.example.com; in the body stays\r\n';
+  const b = Buffer.from(ours + stored);
+  const run = (chunks: Buffer[]) =>
+    text(pipeline(Readable.from(chunks), new HeaderStripper(['X-Spam-Score'], { keepFirst: ours.length, drop: forgedResultsOf('mx.example.com') }), () => undefined));
+  assert.equal(await run([b]), want);
+  for (let k = 1; k < b.length; k++) assert.equal(await run([b.subarray(0, k), b.subarray(k)]), want, `split at ${k}`);
 });

@@ -324,11 +324,13 @@ export class QueueManager {
     const changes: Array<[number, RcptStatus, string?]> = [];
     let outcomes: RcptOutcome[] = [];
     let unreachable: string[] = [];
+    const prefixBytes = m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0;
     const job = (idx: number[]) => ({
       id: m.id,
       from: m.envelope.from,
       to: idx.map((i) => m.envelope.to[i]!),
-      size: m.size + (m.envelope.headers ? Buffer.byteLength(m.envelope.headers, 'latin1') : 0),
+      size: m.size + prefixBytes,
+      prefixBytes,
       bodyType: m.envelope.bodyType,
       open: () => this.spool.reader(m),
     });
