@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Base64Decoder, QuotedPrintableDecoder } from './decode.ts';
+import { Base64Decoder, nativeStats, QuotedPrintableDecoder } from './decode.ts';
 
 /** Runs a decoder over `input` cut at the given offsets. */
 function run(dec: Base64Decoder | QuotedPrintableDecoder, input: Buffer, cuts: number[]): Buffer {
@@ -28,6 +28,34 @@ test('base64: any data, any line width, any chunking decodes to the original', (
     }),
     { seed: 42, numRuns: 400 },
   );
+});
+
+test('base64: Node\'s decoder for plain line runs gives the very bytes of the byte loop, whatever is planted and however it is cut', () => {
+  const plants = ['-', '_', '=', ' ', '\t', '\n', '\r', '*', '\x00', '\xff', '==', 'A', '\r\n'];
+  const before = nativeStats.bytes;
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 2000, maxLength: 12_000 }),
+      fc.constantFrom(76, 64, 72, 60, 4, 75, 0),
+      fc.array(fc.tuple(fc.nat(20_000), fc.constantFrom(...plants), fc.boolean()), { maxLength: 4 }),
+      fc.array(fc.nat(20_000), { maxLength: 6 }),
+      (data, width, planted, cuts) => {
+        let text = folded(Buffer.from(data).toString('base64'), width);
+        // inserted (the line is longer) or in place of a character (the line keeps its width)
+        for (const [at, what, swap] of planted) {
+          const k = at % (text.length + 1);
+          text = text.slice(0, k) + what + text.slice(swap ? k + what.length : k);
+        }
+        const input = Buffer.from(text, 'latin1');
+        const native = run(new Base64Decoder(), input, cuts);
+        const loop = run(new Base64Decoder({ native: false }), input, cuts);
+        assert.ok(native.equals(loop), `width ${width}, planted ${JSON.stringify(planted)}, cuts ${cuts}`);
+        if (!planted.length) assert.ok(native.equals(Buffer.from(data)));
+      },
+    ),
+    { seed: 2026, numRuns: 300 },
+  );
+  assert.ok(nativeStats.bytes - before > 100_000, `Node's decoder took part: ${nativeStats.bytes - before} bytes`);
 });
 
 test('base64: unpadded ends, junk characters and data after padding', () => {
