@@ -12,6 +12,7 @@ import { MimeWalker, type MimeListener, type PartInfo, type MimeLimits } from '.
 import type { Verdict } from '../../firmware/scan/pipeline.ts';
 import { loadSignatureFiles, compileSignatures, SignatureFileError } from '../../firmware/scan/signatures/index.ts';
 import { RawSmtp } from '../helpers/smtp-client.ts';
+import { parseConfig, ConfigError } from '../../firmware/config/schema.ts';
 
 // ---- envelope paths (firmware/policy/address.ts)
 
@@ -183,4 +184,33 @@ export async function stillServes(port: number): Promise<void> {
   } finally {
     c.destroy();
   }
+}
+
+// ---- the configuration schema (firmware/config/schema.ts)
+
+export const configOutcomes = { accepted: 0, refused: 0 };
+const PROBLEM = /^(\(top level\)|[^\s:]{1,200}): [^\r\n]{1,300}$/;
+
+/**
+ * parseConfig(doc) either returns a frozen configuration or throws a ConfigError whose every
+ * problem is one line that starts with the path it is about; never another kind of throw.
+ * `touched`: the path a mutation changed; a refusal then names a setting in the same section.
+ */
+export function checkConfig(doc: unknown, touched: string[] | null = null): void {
+  let c: unknown;
+  try {
+    c = parseConfig(doc);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `a ConfigError, not ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    assert.ok(e.problems.length >= 1 && e.problems.length <= 200, `1..200 problems, got ${e.problems.length}`);
+    for (const p of e.problems) assert.match(p, PROBLEM, 'each problem is one line that starts with its path');
+    if (touched && touched.length) {
+      const sections = e.problems.map((p) => p.split(/[.:]/)[0]);
+      assert.ok(sections.includes(String(touched[0])) || sections.includes('(top level)'), `the refusal names the changed section ${touched[0]}: ${e.problems.join(' | ')}`);
+    }
+    configOutcomes.refused++;
+    return;
+  }
+  assert.ok(Object.isFrozen(c), 'an accepted configuration is frozen');
+  configOutcomes.accepted++;
 }
