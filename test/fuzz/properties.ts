@@ -214,3 +214,70 @@ export function checkConfig(doc: unknown, touched: string[] | null = null): void
   assert.ok(Object.isFrozen(c), 'an accepted configuration is frozen');
   configOutcomes.accepted++;
 }
+
+/**
+ * Like session(), but first EHLO and STARTTLS in the clear, then the TLS handshake, then
+ * the stream inside TLS. Returns the replies after the handshake until moat closes.
+ * `injected`: bytes sent in the clear right behind STARTTLS (the STARTTLS injection trick).
+ */
+export async function tlsSession(port: number, from: string, stream: Buffer, ca: string, injected = ''): Promise<string[]> {
+  const net = await import('node:net');
+  const tls = await import('node:tls');
+  const plain = net.connect({ port, host: '127.0.0.1', localAddress: from });
+  plain.on('error', () => undefined);
+  let buf = '';
+  let closed = false;
+  const onData = (d: Buffer) => (buf += d.toString('latin1'));
+  plain.on('data', onData);
+  plain.on('close', () => (closed = true));
+  const reply = async (): Promise<string> => {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(buf);
+      if (m) {
+        buf = buf.slice(m[0].length);
+        return m[0].trimEnd();
+      }
+      if (closed) throw Object.assign(new Error('closed'), { closed: true });
+      if (Date.now() > deadline) throw new Error(`no reply within 15 s; buffer ${JSON.stringify(buf.slice(0, 200))}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  let sock: import('node:net').Socket = plain;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      plain.once('connect', resolve);
+      plain.once('error', reject);
+    });
+    assert.match(await reply(), /^220 /);
+    plain.write('EHLO fuzz.example.net\r\n');
+    assert.match(await reply(), /^250-.*STARTTLS/s, 'STARTTLS is offered');
+    plain.write('STARTTLS\r\n' + injected); // injected: pipelined after STARTTLS, in the clear
+    assert.match(await reply(), /^220 /);
+    plain.off('data', onData);
+    const secure = tls.connect({ socket: plain, ca, servername: 'mx.example.com' });
+    sock = secure;
+    secure.on('error', () => undefined);
+    secure.on('data', onData);
+    secure.on('close', () => (closed = true));
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    secure.write(stream);
+    secure.write('\r\n.\r\nQUIT\r\n');
+    const replies: string[] = [];
+    for (;;) {
+      try {
+        replies.push(await reply());
+      } catch (e) {
+        if ((e as { closed?: boolean }).closed) return replies;
+        throw e;
+      }
+      assert.ok(replies.length < 2000, 'a bounded number of replies');
+    }
+  } finally {
+    sock.destroy();
+    plain.destroy();
+  }
+}
