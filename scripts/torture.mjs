@@ -126,7 +126,10 @@ async function startMoatd(configPath) {
   let listening = false;
   child.stderr.on('data', (d) => (tail = (tail + d).slice(-4000)));
   await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`moatd did not start within 30 s: ${tail}`)), 30_000);
+    const t = setTimeout(() => {
+      child.kill('SIGKILL'); // a moatd that never said it listens must not outlive the run
+      reject(new Error(`moatd did not start within 30 s: ${tail.slice(-600)}`));
+    }, 30_000);
     child.stdout.on('data', (d) => {
       // look before cutting: one chunk may carry the listening line and 4000 characters after it
       const seen = tail + d;
