@@ -9,6 +9,10 @@
 //   dns      the DNS server gone while SPF is in the chain: 451 4.7.24 meanwhile, no crash
 //   soak     --soak seconds of mixed traffic; RSS, open descriptors and the control
 //            socket's answer time of moatd sampled, with their slope
+//   outbound an internal client (internal.networks) sends to foreign domains, whose MX
+//            records (a DNS server on loopback) point at sinks on 127.0.0.x; kill -9 of
+//            moatd at random moments (--outbound-kills); every 250 must reach the sink
+//            of its recipient's domain
 // The client retries every message not answered 250 (each message carries X-Torture-Id),
 // so the sink can count duplicates and losses. A loss is a message answered 250 that never
 // arrived. Ends with one line `torture: N sent, N accepted, N delivered, N lost, N duplicated`
@@ -34,7 +38,7 @@ import { ControlClient } from '../firmware/control/client.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const MOATD = join(repoRoot, 'dist', 'moatd.js');
-const SCENARIOS = ['kill', 'outage', 'full', 'clamd', 'dns', 'soak'];
+const SCENARIOS = ['kill', 'outage', 'full', 'clamd', 'dns', 'soak', 'outbound'];
 
 const USAGE = `usage: npm run torture -- [options]
   --quick          short phases: 50 kills, outage 15 s, soak 60 s
@@ -42,6 +46,7 @@ const USAGE = `usage: npm run torture -- [options]
   --kills N        kill -9 moatd N times (default 100; --quick 50; at least 50)
   --outage SEC     how long every internal server is down (default 120; --quick 15)
   --soak SEC       soak duration (default 1200; --quick 60)
+  --outbound-kills N  kill -9 moatd N times in the outbound scenario (default 50; --quick 15)
   --workers N      concurrent client sessions (default 8)
   --seed N         seed of the random kill moments and message sizes (default 1)`;
 
@@ -52,6 +57,7 @@ const { values: opt } = parseArgs({
     kills: { type: 'string' },
     outage: { type: 'string' },
     soak: { type: 'string' },
+    'outbound-kills': { type: 'string' },
     workers: { type: 'string' },
     seed: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -72,6 +78,7 @@ function intOpt(name, def, min) {
 const KILLS = intOpt('kills', opt.quick ? 50 : 100, 50);
 const OUTAGE_S = intOpt('outage', opt.quick ? 15 : 120, 1);
 const SOAK_S = intOpt('soak', opt.quick ? 60 : 1200, 10);
+const OUTBOUND_KILLS = intOpt('outbound-kills', opt.quick ? 15 : 50, 1);
 const WORKERS = intOpt('workers', 8, 1);
 let seed = intOpt('seed', 1, 0);
 const only = opt.only ? opt.only.split(',').map((s) => s.trim()) : SCENARIOS;
@@ -119,10 +126,15 @@ async function startMoatd(configPath) {
   let listening = false;
   child.stderr.on('data', (d) => (tail = (tail + d).slice(-4000)));
   await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`moatd did not start within 30 s: ${tail}`)), 30_000);
+    const t = setTimeout(() => {
+      child.kill('SIGKILL'); // a moatd that never said it listens must not outlive the run
+      reject(new Error(`moatd did not start within 30 s: ${tail.slice(-600)}`));
+    }, 30_000);
     child.stdout.on('data', (d) => {
-      tail = (tail + d).slice(-4000); // keep draining: a full pipe would stall moatd
-      if (!listening && /"ev":"listening"/.test(tail)) {
+      // look before cutting: one chunk may carry the listening line and 4000 characters after it
+      const seen = tail + d;
+      tail = seen.slice(-4000); // keep draining: a full pipe would stall moatd
+      if (!listening && /"ev":"listening"/.test(seen)) {
         listening = true;
         clearTimeout(t);
         resolve();
@@ -141,12 +153,12 @@ async function writeConfig(dir, { port, sinkPort, dataDir, extra = {} }) {
   const doc = {
     hostname: 'mx.example.com',
     inbound: { listen: `127.0.0.1:${port}`, localDomains: ['example.com'], ...(extra.inbound ?? {}) },
-    internal: { servers: [{ host: '127.0.0.1', port: sinkPort, tls: 'none' }], connectTimeoutMs: 1000 },
+    internal: { servers: [{ host: '127.0.0.1', port: sinkPort, tls: 'none' }], connectTimeoutMs: 1000, ...(extra.internal ?? {}) },
     queue: { minRetryMs: 200, maxRetryMs: 1000 },
     storage: { dataDir, minFreeBytes: 1024 * 1024, segmentBytes: 4 * 1024 * 1024, ...(extra.storage ?? {}) },
     control: { socket: join(dir, 'control.sock') },
     log: { level: 'info' },
-    ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'inbound' && k !== 'storage')),
+    ...Object.fromEntries(Object.entries(extra).filter(([k]) => !['inbound', 'storage', 'internal'].includes(k))),
   };
   await writeFile(configPath, JSON.stringify(doc, null, 2));
   return { configPath, socket: doc.control.socket };
@@ -210,8 +222,8 @@ async function internalServer() {
 // ---------------------------------------------------------------- the client
 
 const SENDERS = ['alice@spf-pass.test', 'bob@spf-pass.test'];
-function messageFor(id, size) {
-  const head = `From: <${SENDERS[0]}>\r\nTo: <user@example.com>\r\nSubject: torture ${id}\r\nMessage-ID: <${id}@torture.test>\r\nX-Torture-Id: ${id}\r\n\r\n`;
+function messageFor(id, size, rcpt) {
+  const head = `From: <${SENDERS[0]}>\r\nTo: <${rcpt}>\r\nSubject: torture ${id}\r\nMessage-ID: <${id}@torture.test>\r\nX-Torture-Id: ${id}\r\n\r\n`;
   const line = 'The quick brown fox jumps over the lazy dog 0123456789 torture line\r\n';
   return head + line.repeat(Math.max(1, Math.ceil(size / line.length))) + '.\r\n';
 }
@@ -220,7 +232,7 @@ function messageFor(id, size) {
 const CODE = /^(\d{3}(?: \d\.\d{1,3}\.\d{1,3})?)[\s\S]*$/;
 
 /** One attempt at one message: the reply to the end of data, or a label of where it broke. */
-async function attempt(port, id, size, rcpt = 'user@example.com') {
+async function attempt(port, id, size, rcpt = 'user@example.com', onDot = () => undefined) {
   let c;
   try {
     c = await RawSmtp.open(port, '127.0.0.1', '127.0.0.1');
@@ -238,7 +250,8 @@ async function attempt(port, id, size, rcpt = 'user@example.com') {
     if (!r.startsWith('250')) return r.replace(CODE, '$1');
     const d = await c.cmd('DATA');
     if (!d.startsWith('354')) return d.replace(CODE, '$1');
-    c.write(messageFor(id, size));
+    c.write(messageFor(id, size, rcpt));
+    onDot(Date.now());
     const end = await c.reply(30_000);
     c.write('QUIT\r\n');
     return end.replace(CODE, '$1');
@@ -250,15 +263,16 @@ async function attempt(port, id, size, rcpt = 'user@example.com') {
 }
 
 /** Continuous load: WORKERS sessions, each message retried until it is answered 250. */
-function startLoad(port, { prefix, size = () => between(500, 20_000), pause = 0 }) {
+function startLoad(port, { prefix, size = () => between(500, 20_000), pause = 0, rcpt = () => 'user@example.com' }) {
   const st = { sent: new Set(), accepted: new Set(), attempts: 0, replies: new Map(), retry: [], stopped: false, next: 0, onReply: null };
   const one = async (id) => {
     st.sent.add(id);
     st.attempts++;
     const started = Date.now();
-    const r = await attempt(port, id, size());
+    let dotAt = Infinity;
+    const r = await attempt(port, id, size(), rcpt(id), (t) => (dotAt = t));
     st.replies.set(r, (st.replies.get(r) ?? 0) + 1);
-    st.onReply?.(r, started);
+    st.onReply?.(r, started, dotAt);
     if (r.startsWith('250')) st.accepted.add(id);
     else {
       st.retry.push(id);
@@ -496,17 +510,33 @@ async function clamdScenario() {
     await scenario('clamd', { extra: { scan: { clamd: { address: clamd.tcp, timeoutMs: 5000 } } } }, async (ctx) => {
       const stop = watchCrash('clamd', await ctx.start());
       const load = startLoad(ctx.port, { prefix: 'c', pause: 20 });
+      // A 250 needs clamd's "stream: OK", which clamd sends only after the final dot's
+      // terminator: a message whose final dot was sent after clamd died must never get one.
+      // (A message clamd had answered just before the kill may still get its 250 a moment
+      // later, after the spool's flush; those are counted apart, not as a failure.)
+      let downSince = Infinity;
+      let okAfterDot = 0;
+      let okAnsweredBefore = 0;
+      load.onReply = (r, _started, dotAt) => {
+        if (!r.startsWith('250') || Date.now() < downSince) return;
+        if (dotAt > downSince) okAfterDot++;
+        else okAnsweredBefore++;
+      };
       const rounds = opt.quick ? 2 : 4;
       for (let i = 0; i < rounds; i++) {
         await sleep(3000);
+        const killedAt = Date.now();
         process.kill(clamd.pid, 'SIGKILL');
+        downSince = killedAt;
         await clamd.stop();
         const before = new Map(load.replies);
+        const [okDot0, okBefore0] = [okAfterDot, okAnsweredBefore];
         log(`clamd: killed (round ${i + 1})`);
         await sleep(3000);
         const during = [...load.replies.entries()].map(([r, n]) => [r, n - (before.get(r) ?? 0)]).filter(([, n]) => n > 0);
-        log(`clamd: replies while it was down: ${during.map(([r, n]) => `${n}× ${r}`).join(', ')}`);
-        expect('clamd', during.some(([r]) => r === '451 4.7.1') && !during.some(([r]) => r.startsWith('250')), 'clamd down: 451 4.7.1 (onFailure tempfail), no 250');
+        log(`clamd: replies while it was down: ${during.map(([r, n]) => `${n}× ${r}`).join(', ')} (250s for a final dot sent before the kill: ${okAnsweredBefore - okBefore0})`);
+        expect('clamd', during.some(([r]) => r === '451 4.7.1') && okAfterDot === okDot0, `clamd down: 451 4.7.1 (onFailure tempfail), no 250 for a message whose final dot was sent after the kill (${okAfterDot - okDot0})`);
+        downSince = Infinity;
         clamd = await startClamd(NDB, { port: clamdPort });
         log('clamd: started again');
       }
@@ -654,9 +684,98 @@ async function soakScenario() {
   });
 }
 
+/**
+ * Three foreign domains, each with its own MX sink on a loopback address (one port, as
+ * outbound.port is one port for every MX): one MX, two MX of equal preference, and no MX at
+ * all (the implicit MX: the domain's own A record).
+ */
+const OUTBOUND_ZONE = {
+  'one.remote.test': { MX: [{ exchange: 'mx.one.remote.test', priority: 10 }] },
+  'mx.one.remote.test': { A: ['127.0.0.71'] },
+  'two.remote.test': { MX: [{ exchange: 'mx1.two.remote.test', priority: 10 }, { exchange: 'mx2.two.remote.test', priority: 10 }] },
+  'mx1.two.remote.test': { A: ['127.0.0.72'] },
+  'mx2.two.remote.test': { A: ['127.0.0.73'] },
+  'implicit.remote.test': { A: ['127.0.0.74'] },
+};
+const OUTBOUND_DOMAINS = [
+  { domain: 'one.remote.test', hosts: ['127.0.0.71'] },
+  { domain: 'two.remote.test', hosts: ['127.0.0.72', '127.0.0.73'] },
+  { domain: 'implicit.remote.test', hosts: ['127.0.0.74'] },
+];
+/** The recipient of message `id` ("b-17"), always the same for one id, so a retry goes to the same domain. */
+const outboundRcpt = (id) => `rcpt${id.split('-')[1]}@${OUTBOUND_DOMAINS[Number(id.split('-')[1]) % OUTBOUND_DOMAINS.length].domain}`;
+
+async function outboundScenario() {
+  const first = await startSink({ host: '127.0.0.71' });
+  const sinks = new Map([['127.0.0.71', first]]);
+  for (const host of ['127.0.0.72', '127.0.0.73', '127.0.0.74']) sinks.set(host, await startSink({ host, port: first.port }));
+  const dns = await startDns(OUTBOUND_ZONE);
+  /** Arrivals by X-Torture-Id at the sink of the recipient's domain; misrouted ones counted apart. */
+  let misrouted = [];
+  const destinations = {
+    arrivals() {
+      const arr = new Map();
+      misrouted = [];
+      for (const [host, sink] of sinks) {
+        for (const m of sink.messages) {
+          const id = /^X-Torture-Id: (\S+)/m.exec(m.body.toString('latin1'))?.[1] ?? '(none)';
+          const want = OUTBOUND_DOMAINS.find((d) => m.to[0]?.endsWith(`@${d.domain}`));
+          if (m.to.length !== 1 || m.to[0] !== outboundRcpt(id) || !want?.hosts.includes(host)) {
+            misrouted.push(`${id} to ${m.to.join(',')} at ${host}`);
+            continue;
+          }
+          arr.set(id, (arr.get(id) ?? 0) + 1);
+        }
+      }
+      return arr;
+    },
+  };
+  try {
+    const extra = {
+      internal: { networks: ['127.0.0.1/32'] },
+      dns: { servers: [dns.server], timeoutMs: 500 },
+      outbound: { port: first.port, connectTimeoutMs: 1000, commandTimeoutMs: 10_000 },
+    };
+    await scenario('outbound', { extra }, async (ctx) => {
+      await ctx.start();
+      const load = startLoad(ctx.port, { prefix: 'b', rcpt: outboundRcpt });
+      let kills = 0;
+      const restarts = [];
+      while (kills < OUTBOUND_KILLS) {
+        await sleep(between(50, 1500));
+        ctx.moat.child.kill('SIGKILL');
+        await ctx.moat.exited;
+        kills++;
+        const t0 = Date.now();
+        await ctx.start();
+        restarts.push(Date.now() - t0);
+        if (kills % 10 === 0) log(`outbound: ${kills} kills, ${load.accepted.size} accepted so far`);
+      }
+      const stop = watchCrash('outbound', ctx.moat);
+      await sleep(1000);
+      await load.stop();
+      await load.drain();
+      await settle(load, destinations, ctx.socket);
+      restarts.sort((a, b) => a - b);
+      const perHost = [...sinks].map(([host, s]) => `${host} ${s.messages.length}`).join(', ');
+      report('outbound', load, destinations, [
+        `${kills} kill -9, restart to listening p50 ${restarts[restarts.length >> 1]} ms, max ${restarts.at(-1)} ms`,
+        `arrivals per MX host: ${perHost}; at the internal server (DSNs): ${ctx.internal.total}`,
+      ]);
+      expect('outbound', misrouted.length === 0, `every message reached the MX of its recipient's domain, with its own recipient only (${misrouted.length} did not${misrouted.length ? ': ' + misrouted.slice(0, 5).join('; ') : ''})`);
+      expect('outbound', ctx.internal.total === 0, `no DSN to the internal sender while every MX was up (${ctx.internal.total})`);
+      expect('outbound', sinks.get('127.0.0.72').messages.length > 0 && sinks.get('127.0.0.73').messages.length > 0, 'both MX hosts of equal preference got mail');
+      stop();
+    });
+  } finally {
+    for (const s of sinks.values()) await s.close();
+    await dns.close();
+  }
+}
+
 // ---------------------------------------------------------------- main
 
-const RUN = { kill: killScenario, outage: outageScenario, full: fullScenario, clamd: clamdScenario, dns: dnsScenario, soak: soakScenario };
+const RUN = { kill: killScenario, outage: outageScenario, full: fullScenario, clamd: clamdScenario, dns: dnsScenario, soak: soakScenario, outbound: outboundScenario };
 const started = Date.now();
 for (const name of SCENARIOS.filter((s) => only.includes(s))) await RUN[name]();
 log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);

@@ -302,7 +302,7 @@ test('with dmarc.enforceReject off, a p=reject failure is delivered with a spam 
   }
 });
 
-test('fields a sender forged to look like moat\'s (Authentication-Results naming this host, X-Spam-*) do not reach the inside; moat\'s own and other hosts\' results do', async () => {
+test('forged fields (Authentication-Results naming this host, X-Spam-*) do not reach the inside; the results moat adds and those of other hosts do', async () => {
   const dns = await startDns(zone);
   const policy: ConfigInput['policy'] = { chain: { data: ['authentication', 'spam-score'] }, dmarc: { enforceReject: false, failScore: 3 } };
   const forgedFields =

@@ -33,7 +33,7 @@ const listenAddress = z.string().transform((s, ctx) => {
   const p = m ? Number(m[3]) : NaN;
   const h = m ? (m[1] ?? m[2] ?? '') : '';
   if (!m || p < 0 || p > 65535 || (h !== '' && isIP(h) === 0)) {
-    ctx.addIssue({ code: 'custom', message: `expected ADDRESS:PORT such as 127.0.0.1:2525 or [::1]:25, got ${JSON.stringify(s)}` });
+    ctx.addIssue({ code: 'custom', message: `expected ADDRESS:PORT such as 127.0.0.1:2525 or [::1]:25, got ${describe(s)}` });
     return z.NEVER;
   }
   return { host: h === '' ? '::' : h, port: p };
@@ -662,7 +662,11 @@ export function parseConfig(doc: unknown): Config {
   if (!r.success) {
     const problems = r.error.issues.map((i) => {
       const path = i.path.length ? i.path.map(String).join('.') : '(top level)';
-      if (i.code === 'unrecognized_keys') return `${path}: unknown setting ${i.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+      if (i.code === 'unrecognized_keys') {
+        // the names are echoed shortened, and ten at most: a document may carry any key
+        const names = i.keys.slice(0, 10).map((k) => JSON.stringify(k.length > 60 ? k.slice(0, 60) + '…' : k));
+        return `${path}: unknown setting ${names.join(', ')}${i.keys.length > 10 ? ` and ${i.keys.length - 10} more` : ''}`;
+      }
       const got = valueAt(doc, i.path);
       if (i.code === 'invalid_type') {
         if (got === undefined) return `${path}: required setting is missing`;

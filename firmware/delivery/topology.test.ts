@@ -53,7 +53,7 @@ test('authserv-id: the first token of the value, after comments, any case', () =
   assert.equal(authservId('Authentication-Results: ;'), '');
 });
 
-test('inward: moat\'s own fields (keepFirst) stay; stored results naming this host and forged tags go, at every split offset', async () => {
+test('inward: the fields moat added (keepFirst) stay; stored results naming this host and forged tags go, at every split offset', async () => {
   const ours = 'Authentication-Results: mx.example.com; dkim=none\r\nX-Spam-Score: 1.0\r\n';
   const stored =
     'Received: from sender.example by mx.example.com\r\n' +

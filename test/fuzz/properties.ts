@@ -12,6 +12,7 @@ import { MimeWalker, type MimeListener, type PartInfo, type MimeLimits } from '.
 import type { Verdict } from '../../firmware/scan/pipeline.ts';
 import { loadSignatureFiles, compileSignatures, SignatureFileError } from '../../firmware/scan/signatures/index.ts';
 import { RawSmtp } from '../helpers/smtp-client.ts';
+import { parseConfig, ConfigError } from '../../firmware/config/schema.ts';
 
 // ---- envelope paths (firmware/policy/address.ts)
 
@@ -182,5 +183,101 @@ export async function stillServes(port: number): Promise<void> {
     await c.cmd('QUIT');
   } finally {
     c.destroy();
+  }
+}
+
+// ---- the configuration schema (firmware/config/schema.ts)
+
+export const configOutcomes = { accepted: 0, refused: 0 };
+const PROBLEM = /^(\(top level\)|[^\s:]{1,200}): [^\r\n]{1,300}$/;
+
+/**
+ * parseConfig(doc) either returns a frozen configuration or throws a ConfigError whose every
+ * problem is one line that starts with the path it is about; never another kind of throw.
+ * `touched`: the path a mutation changed; a refusal then names a setting in the same section.
+ */
+export function checkConfig(doc: unknown, touched: string[] | null = null): void {
+  let c: unknown;
+  try {
+    c = parseConfig(doc);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `a ConfigError, not ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    assert.ok(e.problems.length >= 1 && e.problems.length <= 200, `1..200 problems, got ${e.problems.length}`);
+    for (const p of e.problems) assert.match(p, PROBLEM, 'each problem is one line that starts with its path');
+    if (touched && touched.length) {
+      const sections = e.problems.map((p) => p.split(/[.:]/)[0]);
+      assert.ok(sections.includes(String(touched[0])) || sections.includes('(top level)'), `the refusal names the changed section ${touched[0]}: ${e.problems.join(' | ')}`);
+    }
+    configOutcomes.refused++;
+    return;
+  }
+  assert.ok(Object.isFrozen(c), 'an accepted configuration is frozen');
+  configOutcomes.accepted++;
+}
+
+/**
+ * Like session(), but first EHLO and STARTTLS in the clear, then the TLS handshake, then
+ * the stream inside TLS. Returns the replies after the handshake until moat closes.
+ * `injected`: bytes sent in the clear right behind STARTTLS (the STARTTLS injection trick).
+ */
+export async function tlsSession(port: number, from: string, stream: Buffer, ca: string, injected = ''): Promise<string[]> {
+  const net = await import('node:net');
+  const tls = await import('node:tls');
+  const plain = net.connect({ port, host: '127.0.0.1', localAddress: from });
+  plain.on('error', () => undefined);
+  let buf = '';
+  let closed = false;
+  const onData = (d: Buffer) => (buf += d.toString('latin1'));
+  plain.on('data', onData);
+  plain.on('close', () => (closed = true));
+  const reply = async (): Promise<string> => {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(buf);
+      if (m) {
+        buf = buf.slice(m[0].length);
+        return m[0].trimEnd();
+      }
+      if (closed) throw Object.assign(new Error('closed'), { closed: true });
+      if (Date.now() > deadline) throw new Error(`no reply within 15 s; buffer ${JSON.stringify(buf.slice(0, 200))}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  let sock: import('node:net').Socket = plain;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      plain.once('connect', resolve);
+      plain.once('error', reject);
+    });
+    assert.match(await reply(), /^220 /);
+    plain.write('EHLO fuzz.example.net\r\n');
+    assert.match(await reply(), /^250-.*STARTTLS/s, 'STARTTLS is offered');
+    plain.write('STARTTLS\r\n' + injected); // injected: pipelined after STARTTLS, in the clear
+    assert.match(await reply(), /^220 /);
+    plain.off('data', onData);
+    const secure = tls.connect({ socket: plain, ca, servername: 'mx.example.com' });
+    sock = secure;
+    secure.on('error', () => undefined);
+    secure.on('data', onData);
+    secure.on('close', () => (closed = true));
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    secure.write(stream);
+    secure.write('\r\n.\r\nQUIT\r\n');
+    const replies: string[] = [];
+    for (;;) {
+      try {
+        replies.push(await reply());
+      } catch (e) {
+        if ((e as { closed?: boolean }).closed) return replies;
+        throw e;
+      }
+      assert.ok(replies.length < 2000, 'a bounded number of replies');
+    }
+  } finally {
+    sock.destroy();
+    plain.destroy();
   }
 }

@@ -5,12 +5,13 @@
 //   { "target": "mime", "base64": "...", "cuts": [1, 2], "why": "..." }
 //   { "target": "signatures", "ext": "ndb", "text": "...", "why": "..." }
 //   { "target": "smtp", "base64": "...", "why": "..." }
+//   { "target": "config", "doc": <any JSON>, "touched": ["section", ...] or null, "why": "..." }
 // A fixture that does not have this shape fails the test with its file name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkPath, checkMime, checkSignatureFile, session, wellFormed, stillServes } from './properties.ts';
+import { checkPath, checkMime, checkSignatureFile, checkConfig, session, wellFormed, stillServes } from './properties.ts';
 import { withRelay } from '../helpers/moat.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'fuzz');
@@ -18,7 +19,8 @@ type Fixture =
   | { target: 'address'; raw: string; allowNull: boolean; why: string }
   | { target: 'mime'; base64: string; cuts: number[]; why: string }
   | { target: 'signatures'; ext: 'ndb' | 'hdb' | 'hsb'; text: string; why: string }
-  | { target: 'smtp'; base64: string; why: string };
+  | { target: 'smtp'; base64: string; why: string }
+  | { target: 'config'; doc: unknown; touched: string[] | null; why: string };
 
 function load(): Array<{ file: string; f: Fixture }> {
   return readdirSync(DIR)
@@ -36,7 +38,8 @@ function load(): Array<{ file: string; f: Fixture }> {
         ((f.target === 'address' && typeof f.raw === 'string' && typeof f.allowNull === 'boolean') ||
           (f.target === 'mime' && typeof f.base64 === 'string' && Array.isArray(f.cuts) && f.cuts.every((c) => Number.isInteger(c) && c >= 0)) ||
           (f.target === 'signatures' && ['ndb', 'hdb', 'hsb'].includes(f.ext as string) && typeof f.text === 'string') ||
-          (f.target === 'smtp' && typeof f.base64 === 'string'));
+          (f.target === 'smtp' && typeof f.base64 === 'string') ||
+          (f.target === 'config' && 'doc' in f && (f.touched === null || (Array.isArray(f.touched) && f.touched.every((k) => typeof k === 'string')))));
       if (!ok) throw new Error(`${file}: not a fuzz fixture (see the header of regressions.test.ts)`);
       return { file, f: f as Fixture };
     });
@@ -53,6 +56,7 @@ test('fuzz regressions: every kept input (past failures and hostile seeds) passe
         const m = Buffer.from(f.base64, 'base64');
         checkMime(m, f.cuts.map((c) => Math.min(c, m.length)));
       } else if (f.target === 'signatures') await checkSignatureFile(f.ext, f.text);
+      else if (f.target === 'config') checkConfig(f.doc, f.touched);
     } catch (e) {
       throw new Error(`${file} (${f.why}): ${(e as Error).message}`);
     }
