@@ -82,6 +82,12 @@ chown -R "$MOAT_UID:$MOAT_GID" "$D/moat"
 find "$D" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mke2fs -q -t ext4 -L moat-data -U 6d6f6174-0000-4000-8000-000000000003 -E root_owner=0:0,hash_seed=6d6f6174-0000-4000-8000-000000000000 \
   -d "$D" "$WORK/p3" "${DATA_MIB}M" >/dev/null
+# mke2fs -d (1.47.0) copies each file's ctime, which touch cannot set: fix them to SOURCE_DATE_EPOCH
+(cd "$D" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort) | while IFS= read -r f; do
+  printf 'sif "/%s" ctime @%s\n' "$f" "$SOURCE_DATE_EPOCH"
+done > "$WORK/ctime.cmd"
+printf 'sif / ctime @%s\nsif /lost+found ctime @%s\n' "$SOURCE_DATE_EPOCH" "$SOURCE_DATE_EPOCH" >> "$WORK/ctime.cmd"
+debugfs -w -f "$WORK/ctime.cmd" "$WORK/p3" >/dev/null 2>&1
 
 # --- the disk: MBR, partitions at whole MiB ---
 s1=8192; n1=$(( BOOT_MIB * 2048 ))
