@@ -15,4 +15,4 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 node_modules/.bin/tsup >/dev/null
-exec node_modules/.bin/node scripts/test-image.ts
+exec node_modules/.bin/node scripts/test-image.ts "$@"   # --no-build: boot the image built last time
