@@ -13,6 +13,9 @@
  * taking connections, lets deliveries in flight finish and closes the spool.
  * SIGHUP reloads the signature files.
  * `--factory FILE` names the document `factory-reset` commits.
+ * `--version` prints the version; `--check FILE` validates FILE with the schema
+ * and exits (0 valid, 2 with a line per bad setting) without starting anything:
+ * the image build's smoke test and flash.sh --config use it.
  */
 import './runtime.ts';
 import { startSdNotify } from './health/watchdog.ts';
@@ -32,13 +35,27 @@ function fail(msg: string, code = 2): never {
 
 const { values } = (() => {
   try {
-    return parseArgs({ options: { config: { type: 'string', short: 'c' }, factory: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    return parseArgs({ options: { config: { type: 'string', short: 'c' }, factory: { type: 'string' }, check: { type: 'string' }, version: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
   } catch (e) {
     return fail((e as Error).message);
   }
 })();
 if (values.help) {
-  process.stdout.write('usage: moatd --config FILE [--factory FILE]\n');
+  process.stdout.write('usage: moatd --config FILE [--factory FILE] | --check FILE | --version\n');
+  process.exit(0);
+}
+if (values.version) {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  process.stdout.write(`moatd ${pkg.version} (node ${process.version}, ${process.platform}-${process.arch})\n`);
+  process.exit(0);
+}
+if (values.check !== undefined) {
+  try {
+    parseConfig(JSON.parse(readFileSync(values.check, 'utf8')));
+  } catch (e) {
+    fail(`${values.check}: ${(e as Error).message}`);
+  }
+  process.stdout.write(`${values.check}: valid configuration\n`);
   process.exit(0);
 }
 if (!values.config) fail('missing --config FILE');

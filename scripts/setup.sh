@@ -5,7 +5,9 @@
 # tests mount a small tmpfs), strace (a test checks the order of fsync and
 # rename), clamav-daemon (the scan tests run a real clamd on a tiny
 # signature database of their own; no download), socat (the console tests
-# drive moat-panel through a pseudo-terminal pair). Then the project's own
+# drive moat-panel through a pseudo-terminal pair), and for the image tests
+# dosfstools, mtools, fdisk, e2fsprogs, squashfs-tools, bmap-tools and nftables.
+# Then the project's own
 # packages, exactly as locked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,15 @@ command -v strace >/dev/null 2>&1 || need+=(strace)   # a test watches the confi
 command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)   # the scan tests start a real clamd with a small database
 command -v socat >/dev/null 2>&1 || need+=(socat)     # console tests and dev.sh: a pseudo-terminal pair
 command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)   # the watchdog test: moatd notifies through systemd-notify
+# the image tests: assemble-image.sh on a stand-in root, read back without mounting; flash.sh on loop devices
+command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
+command -v mcopy >/dev/null 2>&1 || need+=(mtools)
+command -v sfdisk >/dev/null 2>&1 || need+=(fdisk)
+command -v debugfs >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v mksquashfs >/dev/null 2>&1 || need+=(squashfs-tools)
+command -v bmaptool >/dev/null 2>&1 || need+=(bmap-tools)
+command -v nft >/dev/null 2>&1 || need+=(nftables)     # the firewall ruleset is checked with nft -c
+command -v losetup >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian" >&2
   apt-get update -qq

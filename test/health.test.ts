@@ -2,7 +2,8 @@
 // answering, a full tmpfs, a closed clamd port and a real clamd, a certificate about to expire.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { startMoat, withRelay } from './helpers/moat.ts';
@@ -178,6 +179,27 @@ test('clamd: a closed port degrades, a running clamd answers PONG', async () => 
     await clamd.stop();
     await sink.close();
     await dns.close();
+  }
+});
+
+test('clock: degraded until the time-sync file appears (systemd-timesyncd: /run/systemd/timesync/synchronized)', async () => {
+  const dns = await startDns(zone);
+  const sink = await startSink();
+  const dir = await mkdtemp(join(tmpdir(), 'moat-clock-'));
+  const flag = join(dir, 'synchronized');
+  const moat = await startMoat([{ port: sink.port }], { dns: { servers: [dns.server] }, health: { clockSyncFile: flag } });
+  try {
+    const r = await moat.monitor.check();
+    assert.equal(r.state, 'degraded');
+    assert.deepEqual(codes(r), ['clock-unsynchronised']);
+    assert.match(r.reasons[0]!.message, /not synchronised yet/);
+    await writeFile(flag, '');
+    assert.equal((await moat.monitor.check()).state, 'ok');
+  } finally {
+    await moat.stop();
+    await sink.close();
+    await dns.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

@@ -599,6 +599,8 @@ export const configSchema = z.strictObject({
       lowFreeBytes: bytes.default(256 * 1024 * 1024),
       /** Days before the inbound TLS certificate expires from which health is degraded. */
       certWarnDays: z.number().int().min(0).max(365).default(14),
+      /** A file that exists once the system clock is synchronised (systemd-timesyncd: /run/systemd/timesync/synchronized); until then health is degraded. Empty: not checked. */
+      clockSyncFile: z.string().max(200).default(''),
     })
     .prefault({}),
   /** The front panel (moat-panel): board profile, LED class root, button input device. */

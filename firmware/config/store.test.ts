@@ -96,7 +96,8 @@ test('commit writes a checksummed revision and the running file that moatd reads
     assert.equal(n, 1);
     assert.deepEqual(store.config.inbound.localDomains, ['new.example']);
     assert.deepEqual(JSON.parse(await readFile(t.file, 'utf8')), doc(['new.example']));
-    assert.equal((await stat(t.file)).mode & 0o777, 0o600);
+    assert.equal((await stat(t.file)).mode & 0o777, 0o640, 'the running file: group-readable for moat-panel');
+    assert.equal((await stat(join(t.file + '.d', 'rev-000001.json'))).mode & 0o777, 0o600);
     const rev = JSON.parse(await readFile(join(t.file + '.d', 'rev-000001.json'), 'utf8')) as RevisionFile;
     assert.equal(rev.revision, 1);
     assert.equal(rev.user, 'admin');
@@ -115,7 +116,7 @@ test('commit writes a checksummed revision and the running file that moatd reads
   }
 });
 
-test('each durable write goes unique temp (0600) → write → fsync → rename → directory fsync; revision before running file', async () => {
+test('each durable write goes unique temp (0600 for a revision, 0640 for the running file) → write → fsync → rename → directory fsync; revision before running file', async () => {
   const t = await fresh();
   try {
     await writeFile(t.file, JSON.stringify(doc()));
@@ -131,7 +132,7 @@ test('each durable write goes unique temp (0600) → write → fsync → rename 
       'fsync config.json.d/rev-000001.json.tmp-PID-RANDOM',
       'rename config.json.d/rev-000001.json.tmp-PID-RANDOM -> config.json.d/rev-000001.json',
       'fsync config.json.d',
-      'create config.json.tmp-PID-RANDOM wx 600',
+      'create config.json.tmp-PID-RANDOM wx 640',
       'write config.json.tmp-PID-RANDOM',
       'fsync config.json.tmp-PID-RANDOM',
       'rename config.json.tmp-PID-RANDOM -> config.json',
@@ -295,7 +296,7 @@ for (const [what, damage] of [
       assert.deepEqual(JSON.parse(await readFile(t.file, 'utf8')), doc(['example2.com']));
       assert.deepEqual(
         ops.map((o) => o.replace(/\.tmp-\d+-[0-9a-f]{12}/g, '.tmp')),
-        ['create config.json.tmp wx 600', 'write config.json.tmp', 'fsync config.json.tmp', 'rename config.json.tmp -> config.json', 'fsync .'],
+        ['create config.json.tmp wx 640', 'write config.json.tmp', 'fsync config.json.tmp', 'rename config.json.tmp -> config.json', 'fsync .'],
       );
       const again = await ConfigStore.open(t.file, { validate: parseConfig });
       assert.deepEqual(again.recovery, { recovered: false });

@@ -16,7 +16,8 @@
  *   revision's document.
  *
  * Durable write (DurableJSONFile, a lowdb Adapter): a unique temp file
- * `NAME.tmp-PID-RANDOM` (mode 0600, O_EXCL) in the target's directory → write
+ * `NAME.tmp-PID-RANDOM` (O_EXCL; mode 0640 for FILE, which moat-panel reads
+ * through moatd's group, 0600 for revisions) in the target's directory → write
  * → fsync the file → rename over the target → fsync the directory. A reader
  * (or a crash) sees the old file or the new one, never a mix. Temp files left
  * by a dead process are removed at open.
@@ -131,9 +132,11 @@ export async function writeFileDurably(fs: StoreFs, path: string, data: string, 
 export class DurableJSONFile<D> implements Adapter<D> {
   readonly path: string;
   readonly fs: StoreFs;
-  constructor(path: string, fs: StoreFs = nodeFs) {
+  readonly mode: number;
+  constructor(path: string, fs: StoreFs = nodeFs, mode = 0o600) {
     this.path = path;
     this.fs = fs;
+    this.mode = mode;
   }
   async read(): Promise<D | null> {
     let text: string;
@@ -151,7 +154,7 @@ export class DurableJSONFile<D> implements Adapter<D> {
     }
   }
   async write(data: D): Promise<void> {
-    await writeFileDurably(this.fs, this.path, JSON.stringify(data, null, 2) + '\n');
+    await writeFileDurably(this.fs, this.path, JSON.stringify(data, null, 2) + '\n', this.mode);
   }
 }
 
@@ -318,7 +321,8 @@ export class ConfigStore<T, D = unknown> {
     const revs = await loadRevisions(fs, dir);
     const index = revs.map((r) => r.info);
 
-    const low = new Low<D | null>(new DurableJSONFile<D | null>(path, fs), null);
+    // FILE is group-readable (0640): moat-panel, in moatd's group on the appliance, reads console.* and panel.* from it
+    const low = new Low<D | null>(new DurableJSONFile<D | null>(path, fs, 0o640), null);
     let reason: string;
     try {
       await low.read();

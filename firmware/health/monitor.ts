@@ -3,7 +3,7 @@
  * internal server answering a greeting, queue size and oldest age, DNS
  * answering, data partition free space and writability, the faults the parts
  * raised (configuration recovered or not applied), certificate expiry, clamd
- * answering when configured) into one state, booting | ok | degraded | fault,
+ * answering when configured, the system clock synchronised when configured) into one state, booting | ok | degraded | fault,
  * with the reasons for it.
  *
  * evaluate() is the model itself, a pure function; HealthMonitor runs the
@@ -14,7 +14,7 @@
  */
 import type { Config } from '../config/schema.ts';
 import type { Fault } from './health.ts';
-import { certificateExpiry, probeClamd, probeDisk, probeDns, probeSmtp, type ProbeResult } from './probes.ts';
+import { certificateExpiry, probeClamd, probeClockSync, probeDisk, probeDns, probeSmtp, type ProbeResult } from './probes.ts';
 
 export type HealthState = 'booting' | 'ok' | 'degraded' | 'fault';
 export type Reason = { code: string; level: 'degraded' | 'fault'; message: string };
@@ -29,6 +29,8 @@ export type Observations = {
   disk: { writable: ProbeResult; freeBytes: number | null };
   certificate: { file: string; notAfter?: Date; error?: string; now: Date } | null;
   clamd: ProbeResult | null;
+  /** health.clockSyncFile's verdict; null when not configured. */
+  clock?: ProbeResult | null;
 };
 
 export type HealthReport = { state: HealthState; reasons: Reason[]; checkedAt: string | null };
@@ -65,6 +67,7 @@ export function evaluate(o: Observations, config: Config): { state: Exclude<Heal
     }
   }
   if (o.clamd && !o.clamd.ok) degraded('clamd-unreachable', o.clamd.detail);
+  if (o.clock && !o.clock.ok) degraded('clock-unsynchronised', o.clock.detail);
 
   const state = reasons.some((r) => r.level === 'fault') ? 'fault' : reasons.length ? 'degraded' : 'ok';
   return { state, reasons };
@@ -135,14 +138,15 @@ export class HealthMonitor {
   async #round(): Promise<HealthReport> {
     const config = this.#in.config();
     const t = config.health.probeTimeoutMs;
-    const [servers, dns, disk, certificate, clamd] = await Promise.all([
+    const [servers, dns, disk, certificate, clamd, clock] = await Promise.all([
       Promise.all(config.internal.servers.map(async (s) => ({ name: `${s.host}:${s.port}`, result: await probeSmtp(s.host, s.port, t) }))),
       probeDns(config.dns, config.inbound.localDomains[0]!, t),
       probeDisk(config.storage.dataDir),
       config.inbound.tls ? certificateExpiry(config.inbound.tls.certFile).then((c) => ({ file: config.inbound.tls!.certFile, ...c, now: this.#now() })) : Promise.resolve(null),
       config.scan.clamd ? probeClamd(config.scan.clamd.address, t) : Promise.resolve(null),
+      config.health.clockSyncFile ? probeClockSync(config.health.clockSyncFile) : Promise.resolve(null),
     ]);
-    this.#observed = { listening: this.#in.listening(), faults: this.#in.faults(), servers, queue: this.#queue(), dns, disk, certificate, clamd };
+    this.#observed = { listening: this.#in.listening(), faults: this.#in.faults(), servers, queue: this.#queue(), dns, disk, certificate, clamd, clock };
     const r = evaluate(this.#observed, config);
     this.#last = { ...r, at: this.#now() };
     return { ...r, checkedAt: this.#last.at.toISOString() };

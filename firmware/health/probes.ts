@@ -1,7 +1,8 @@
 /*
  * health/probes.ts: the cheap checks behind the health model: an SMTP
  * greeting from an internal server, a PONG from clamd, a DNS answer, the free
- * space and writability of the data partition, the expiry of a certificate.
+ * space and writability of the data partition, the expiry of a certificate,
+ * whether the system clock has been synchronised.
  *
  * Each probe answers within its timeout and never throws: it returns
  * { ok: false, detail } with a short reason. Must never send a message, hold
@@ -10,7 +11,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { open, readFile, statfs, unlink } from 'node:fs/promises';
+import { access, open, readFile, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DnsResolver, type DnsSettings } from '../dns/resolver.ts';
 import { parseClamdAddress } from '../scan/clamd.ts';
@@ -121,5 +122,20 @@ export async function certificateExpiry(certFile: string): Promise<{ notAfter: D
     return { notAfter: new Date(cert.validTo) };
   } catch (e) {
     return { error: `cannot read the certificate ${certFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+  }
+}
+
+/**
+ * Whether the system clock is synchronised: systemd-timesyncd creates
+ * /run/systemd/timesync/synchronized once it has set the clock from NTP (a Pi
+ * has no battery-backed clock, so until then the time may be days off).
+ */
+export async function probeClockSync(file: string): Promise<ProbeResult> {
+  try {
+    await access(file);
+    return { ok: true };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EFAIL';
+    return { ok: false, detail: code === 'ENOENT' ? `the system clock is not synchronised yet (no ${file})` : `cannot check ${file}: ${code}` };
   }
 }
