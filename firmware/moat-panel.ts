@@ -1,21 +1,23 @@
 /*
  * moat-panel.ts: the front panel's command line.
  *
- *   node dist/moat-panel.js --config /data/moat/config.json [--device PATH] [--dev]
+ *   node dist/moat-panel.js --config /data/moat/config.json [--device PATH] [--reboot-request FILE] [--dev]
  *
  * Runs the serial console (console/panel.ts) on console.device, talking to
  * moatd over control.socket, and the front panel (panel/start.ts): the LEDs
- * of panel.board and the button on panel.buttonDevice. `--dev` (the development gateway) makes `reboot`
- * say what it would do instead of rebooting the machine. Stops on SIGTERM or
- * SIGINT. Must never run the reboot through a shell.
+ * of panel.board and the button on panel.buttonDevice. `reboot` at the console
+ * runs console/reboot.ts: with `--reboot-request FILE` (the appliance) it leaves
+ * the request a root path unit acts on; `--dev` (the development gateway) makes
+ * it say what it would do instead. Stops on SIGTERM or SIGINT. Must never run
+ * the reboot through a shell.
  */
-import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { startPanel } from './console/panel.ts';
 import { parseConfig } from './config/schema.ts';
 import { startButton, startFrontPanel } from './panel/start.ts';
+import { rebootAction } from './console/reboot.ts';
 
 function fail(msg: string, code = 2): never {
   process.stderr.write(`moat-panel: ${msg}\n`);
@@ -24,13 +26,13 @@ function fail(msg: string, code = 2): never {
 
 const { values } = (() => {
   try {
-    return parseArgs({ options: { config: { type: 'string', short: 'c' }, device: { type: 'string' }, dev: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    return parseArgs({ options: { config: { type: 'string', short: 'c' }, device: { type: 'string' }, 'reboot-request': { type: 'string' }, dev: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
   } catch (e) {
     return fail((e as Error).message);
   }
 })();
 if (values.help) {
-  process.stdout.write('usage: moat-panel --config FILE [--device PATH] [--dev]\n');
+  process.stdout.write('usage: moat-panel --config FILE [--device PATH] [--reboot-request FILE] [--dev]\n');
   process.exit(0);
 }
 if (!values.config) fail('missing --config FILE');
@@ -39,10 +41,11 @@ const panel = await startPanel({
   configPath: values.config,
   ...(values.device ? { device: values.device } : {}),
   warn: (m) => process.stderr.write(`moat-panel: ${m}\n`),
-  reboot: () =>
-    values.dev
-      ? Promise.resolve(void process.stderr.write('moat-panel: development mode: would reboot now\n'))
-      : new Promise<void>((resolve, reject) => execFile('systemctl', ['reboot'], (e) => (e ? reject(e) : resolve()))),
+  reboot: rebootAction({
+    ...(values['reboot-request'] ? { requestFile: values['reboot-request'] } : {}),
+    ...(values.dev ? { dev: true } : {}),
+    say: (l) => process.stderr.write(`moat-panel: ${l}\n`),
+  }),
 }).catch((e: Error) => fail(`cannot start: ${e.message}`, 1));
 process.stderr.write(`moat-panel: console on ${values.device ?? 'console.device'}\n`);
 // the LEDs (panel/): lamp test, then moatd's health; the simulator renders its line on stderr

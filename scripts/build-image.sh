@@ -146,7 +146,7 @@ ln -sf /data/moat/os/etc/hostname "$ROOT/etc/hostname"
 mkdir -p "$ROOT/etc/systemd/network" "$ROOT/etc/systemd/timesyncd.conf.d" "$ROOT/data"
 ln -sf /data/moat/os/etc/systemd/network/10-moat.network "$ROOT/etc/systemd/network/10-moat.network"
 ln -sf /data/moat/os/etc/systemd/timesyncd.conf.d/moat.conf "$ROOT/etc/systemd/timesyncd.conf.d/moat.conf"
-chroot "$ROOT" systemctl enable moatd.service moat-panel.service moat-grow-data.service moat-network.path nftables.service systemd-networkd.service systemd-timesyncd.service >/dev/null 2>&1
+chroot "$ROOT" systemctl enable moatd.service moat-panel.service moat-grow-data.service moat-network.path moat-reboot.path nftables.service systemd-networkd.service systemd-timesyncd.service >/dev/null 2>&1
 chroot "$ROOT" systemctl mask getty@tty1.service serial-getty@ttyAMA0.service serial-getty@ttyS1.service getty-static.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
 
 # smoke test of the arm64 daemon under qemu-user: it starts, reads its configuration, and the serial binding loads

@@ -170,7 +170,7 @@ test('the units pass systemd-analyze verify and carry their hardening', async ()
     await mkdir(join(root, 'usr/bin'), { recursive: true });
     await copyFile('/usr/bin/systemctl', join(root, 'usr/bin/systemctl')); // as the image has it (systemd)
     const units = (await readdir(join(root, 'etc/systemd/system'))).filter((f) => /\.(service|path)$/.test(f)).sort();
-    assert.deepEqual(units, ['moat-grow-data.service', 'moat-network.path', 'moat-network.service', 'moat-panel.service', 'moatd.service']);
+    assert.deepEqual(units, ['moat-grow-data.service', 'moat-network.path', 'moat-network.service', 'moat-panel.service', 'moat-reboot.path', 'moat-reboot.service', 'moatd.service']);
     const r = await sh('systemd-analyze', ['verify', `--root=${root}`, ...units]);
     assert.equal(r.stderr, '', 'no warnings');
 
@@ -180,7 +180,11 @@ test('the units pass systemd-analyze verify and carry their hardening', async ()
       assert.ok(moatd.includes(l), `moatd.service: ${l}`);
     assert.ok(moatd.some((l) => /^MemoryMax=\d+M$/.test(l)));
     const panel = await unit('moat-panel.service');
-    for (const l of ['User=moatpanel', 'NoNewPrivileges=yes', 'ProtectSystem=strict']) assert.ok(panel.includes(l), `moat-panel.service: ${l}`);
+    for (const l of ['User=moatpanel', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'RuntimeDirectory=moat-panel']) assert.ok(panel.includes(l), `moat-panel.service: ${l}`);
+    // the console's reboot: a request file in the panel's runtime directory, acted on by a root path unit
+    assert.ok(panel.some((l) => l.startsWith('ExecStart=') && l.endsWith('--reboot-request /run/moat-panel/reboot')));
+    assert.ok((await unit('moat-reboot.path')).includes('PathExists=/run/moat-panel/reboot'));
+    assert.ok((await unit('moat-reboot.service')).includes('ExecStart=/usr/bin/systemctl --no-block reboot'));
     assert.ok(!panel.some((l) => l.startsWith('ReadWritePaths=')), 'moat-panel writes nothing on disk');
     assert.ok(!panel.join('\n').includes('CAP_NET_BIND_SERVICE'), 'only moatd binds port 25');
     assert.ok(panel.some((l) => /^MemoryMax=\d+M$/.test(l)));
