@@ -397,22 +397,27 @@ function watchCrash(name, moat) {
 
 // ---------------------------------------------------------------- scenarios
 
+/** kill -9 of moatd `times` times at random moments under `load`, each followed by a restart; returns the restart times (ms). */
+async function killRepeatedly(name, ctx, load, times) {
+  const restarts = [];
+  while (restarts.length < times) {
+    await sleep(between(50, 1500));
+    ctx.moat.child.kill('SIGKILL');
+    await ctx.moat.exited;
+    const t0 = Date.now();
+    await ctx.start();
+    restarts.push(Date.now() - t0);
+    if (restarts.length % 10 === 0) log(`${name}: ${restarts.length} kills, ${load.accepted.size} accepted so far`);
+  }
+  return restarts;
+}
+
 async function killScenario() {
   await scenario('kill', {}, async (ctx) => {
     await ctx.start();
     const load = startLoad(ctx.port, { prefix: 'k' });
-    let kills = 0;
-    const restarts = [];
-    while (kills < KILLS) {
-      await sleep(between(50, 1500));
-      ctx.moat.child.kill('SIGKILL');
-      await ctx.moat.exited;
-      kills++;
-      const t0 = Date.now();
-      await ctx.start();
-      restarts.push(Date.now() - t0);
-      if (kills % 10 === 0) log(`kill: ${kills} kills, ${load.accepted.size} accepted so far`);
-    }
+    const restarts = await killRepeatedly('kill', ctx, load, KILLS);
+    const kills = restarts.length;
     await sleep(1000);
     await load.stop();
     await load.drain();
@@ -739,18 +744,8 @@ async function outboundScenario() {
     await scenario('outbound', { extra }, async (ctx) => {
       await ctx.start();
       const load = startLoad(ctx.port, { prefix: 'b', rcpt: outboundRcpt });
-      let kills = 0;
-      const restarts = [];
-      while (kills < OUTBOUND_KILLS) {
-        await sleep(between(50, 1500));
-        ctx.moat.child.kill('SIGKILL');
-        await ctx.moat.exited;
-        kills++;
-        const t0 = Date.now();
-        await ctx.start();
-        restarts.push(Date.now() - t0);
-        if (kills % 10 === 0) log(`outbound: ${kills} kills, ${load.accepted.size} accepted so far`);
-      }
+      const restarts = await killRepeatedly('outbound', ctx, load, OUTBOUND_KILLS);
+      const kills = restarts.length;
       const stop = watchCrash('outbound', ctx.moat);
       await sleep(1000);
       await load.stop();
