@@ -4,7 +4,7 @@
 #
 #   p1  boot  FAT32 "MOAT-BOOT"  Pi firmware and DTBs from ROOT/boot/firmware, the kernel
 #                                and initrd from ROOT/boot (as vmlinuz, initrd.img),
-#                                board/config.txt + board/config-{pi3,pi4,cm4}.txt,
+#                                board/config.txt, the board DTBs with the front panel's nodes,
 #                                board/cmdline.txt            (mkfs.vfat --invariant + mcopy)
 #   p2  root  squashfs           ROOT without boot/firmware and the kernel copies; read-only
 #                                by construction, bit-for-bit reproducible     (mksquashfs)
@@ -44,7 +44,7 @@ initrd=$(find "$ROOT/boot" -maxdepth 1 -name 'initrd.img-*' | sort -V | tail -n1
 [ -n "$kernel" ] || die "no kernel (boot/vmlinuz-*) in $ROOT"
 [ -n "$initrd" ] || die "no initramfs (boot/initrd.img-*) in $ROOT"
 [ -f "$ROOT/usr/lib/moat/factory.json" ] || die "no factory configuration (usr/lib/moat/factory.json) in $ROOT"
-for t in mkfs.vfat mcopy mksquashfs mke2fs sfdisk bmaptool; do command -v "$t" >/dev/null || die "$t is missing (scripts/setup.sh installs it)"; done
+for t in mkfs.vfat mcopy mksquashfs mke2fs sfdisk bmaptool dtc; do command -v "$t" >/dev/null || die "$t is missing (scripts/setup.sh installs it)"; done
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH
@@ -58,8 +58,9 @@ mkdir "$B"
 (cd "$ROOT/boot/firmware" && find . -mindepth 1 -maxdepth 1 ! -name config.txt ! -name cmdline.txt ! -name 'vmlinuz*' ! -name 'initrd.img*' -exec cp -r --no-preserve=ownership {} "$B/" \;)
 cp "$kernel" "$B/vmlinuz"
 cp "$initrd" "$B/initrd.img"
-cat board/config.txt board/config-pi3.txt board/config-pi4.txt board/config-cm4.txt > "$B/config.txt"
-printf '[all]\n' >> "$B/config.txt"
+cp board/config.txt "$B/config.txt"
+# the front panel's LEDs and button, added to each board's device tree (scripts/patch-dtbs.ts)
+node_modules/.bin/node scripts/patch-dtbs.ts "$B"
 cp board/cmdline.txt "$B/cmdline.txt"
 find "$B" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 truncate -s "${BOOT_MIB}M" "$WORK/p1"

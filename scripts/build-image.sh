@@ -44,6 +44,7 @@ command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v sfdisk >/dev/null || need+=(fdisk)
 command -v mke2fs >/dev/null || need+=(e2fsprogs)
 command -v bmaptool >/dev/null || need+=(bmap-tools)
+command -v dtc >/dev/null || need+=(device-tree-compiler)   # the front panel's nodes in the board DTBs
 command -v zstd >/dev/null || need+=(zstd)
 command -v systemd-sysusers >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then

@@ -6,7 +6,8 @@
 # rename), clamav-daemon (the scan tests run a real clamd on a tiny
 # signature database of their own; no download), socat (the console tests
 # drive moat-panel through a pseudo-terminal pair), and for the image tests
-# dosfstools, mtools, fdisk, e2fsprogs, squashfs-tools, bmap-tools and nftables.
+# dosfstools, mtools, fdisk, e2fsprogs, squashfs-tools, bmap-tools, nftables and
+# device-tree-compiler.
 # Then the project's own
 # packages, exactly as locked.
 set -euo pipefail
@@ -27,6 +28,7 @@ command -v debugfs >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mksquashfs >/dev/null 2>&1 || need+=(squashfs-tools)
 command -v bmaptool >/dev/null 2>&1 || need+=(bmap-tools)
 command -v nft >/dev/null 2>&1 || need+=(nftables)     # the firewall ruleset is checked with nft -c
+command -v dtc >/dev/null 2>&1 || need+=(device-tree-compiler)   # the front panel's nodes, compiled into board DTBs
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian" >&2

@@ -149,6 +149,12 @@ try {
   const fat = `${IMAGE}@@${parts[0]!.start * 512}`;
   await run('mcopy', ['-n', '-i', fat, '::/vmlinuz', join(work, 'vmlinuz')]);
   await run('mcopy', ['-n', '-i', fat, '::/initrd.img', join(work, 'initrd.img')]);
+  // the front panel in Debian's own board device trees (QEMU's virt machine does not use them)
+  for (const dtb of ['bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb', 'bcm2711-rpi-cm4-io.dtb']) {
+    await run('mcopy', ['-n', '-i', fat, `::/${dtb}`, join(work, dtb)]);
+    const dts = (await run('dtc', ['-q', '-I', 'dtb', '-O', 'dts', join(work, dtb)], { encoding: 'utf8' })).stdout;
+    check(/moat-leds \{[^]*label = "moat:red:fault";[^]*moat-button \{[^]*linux,code = <0x198>;/.test(dts), `${dtb} carries the LEDs and the button`);
+  }
   const disk = join(work, 'card.qcow2');
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', IMAGE, disk, String(DISK)]);
 

@@ -11,7 +11,8 @@ import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile, chmod, readdir }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { loadProfile, overlayLines } from '../firmware/panel/board.ts';
+import { loadProfile } from '../firmware/panel/board.ts';
+import { compileDtb, decompileDtb, TINY_BOARD_DTS } from './helpers/dtb.ts';
 import { parseConfig } from '../firmware/config/schema.ts';
 
 const run = promisify(execFile);
@@ -25,7 +26,9 @@ async function standInRoot(dir: string): Promise<string> {
   await mkdir(join(root, 'boot/firmware/overlays'), { recursive: true });
   await writeFile(join(root, 'boot/firmware/start4.elf'), 'pi4 firmware\n');
   await writeFile(join(root, 'boot/firmware/bootcode.bin'), 'pi3 boot code\n');
-  await writeFile(join(root, 'boot/firmware/bcm2711-rpi-4-b.dtb'), 'dtb\n');
+  compileDtb(TINY_BOARD_DTS, join(root, 'boot/firmware/bcm2711-rpi-4-b.dtb'));
+  compileDtb(TINY_BOARD_DTS.replace('bcm2711', 'bcm2837'), join(root, 'boot/firmware/bcm2837-rpi-3-b.dtb'));
+  compileDtb(TINY_BOARD_DTS, join(root, 'boot/firmware/bcm2711-rpi-5-b.dtb')); // named by no profile: left alone
   await writeFile(join(root, 'boot/firmware/overlays/gpio-led.dtbo'), 'overlay\n');
   await writeFile(join(root, 'boot/firmware/config.txt'), 'raspi-firmware\'s own config.txt, replaced\n');
   await writeFile(join(root, 'boot/firmware/vmlinuz-6.1.0-9-arm64'), 'a copy the hook made\n');
@@ -76,7 +79,7 @@ test('assemble-image.sh on a stand-in root: MBR with boot, squashfs root and dat
     const fat = `${img}@@${boot.start * 512}`;
     const { stdout: listing } = await sh('mdir', ['-b', '-i', fat, '::/']);
     const names = listing.split('\n').filter(Boolean).map((l) => l.replace(/^::\//, '')).sort();
-    assert.deepEqual(names, ['bcm2711-rpi-4-b.dtb', 'bootcode.bin', 'cmdline.txt', 'config.txt', 'initrd.img', 'overlays/', 'start4.elf', 'vmlinuz'].sort());
+    assert.deepEqual(names, ['bcm2711-rpi-4-b.dtb', 'bcm2711-rpi-5-b.dtb', 'bcm2837-rpi-3-b.dtb', 'bootcode.bin', 'cmdline.txt', 'config.txt', 'initrd.img', 'overlays/', 'start4.elf', 'vmlinuz'].sort());
     assert.equal((await sh('mtype', ['-i', fat, '::/vmlinuz'])).stdout, 'new kernel\n', 'the newest kernel, under a fixed name');
     assert.equal((await sh('mtype', ['-i', fat, '::/initrd.img'])).stdout, 'new initrd\n');
     const { stdout: label } = await sh('mlabel', ['-s', '-i', fat, '::']);
@@ -91,15 +94,18 @@ test('assemble-image.sh on a stand-in root: MBR with boot, squashfs root and dat
     assert.ok(config.includes('arm_64bit=1'));
     assert.ok(config.includes('kernel=vmlinuz'));
     assert.ok(config.includes('initramfs initrd.img followkernel'));
-    for (const board of ['pi3', 'pi4', 'cm4']) {
-      const at = config.indexOf(`[${board}]`);
-      assert.ok(at >= 0, `a [${board}] section`);
-      const lines = overlayLines(loadProfile(board));
-      assert.equal(lines.length, 4, 'three LEDs and the button');
-      assert.deepEqual(config.slice(at + 1, at + 1 + lines.length), lines, `${board}: the overlay lines of its profile`);
+    assert.ok(!config.some((l) => l.startsWith('dtoverlay=')), 'no overlays: Debian ships none');
+    // the front panel: nodes in the board device trees that a profile names, from its pins
+    for (const [dtb, board] of [['bcm2711-rpi-4-b.dtb', 'pi4'], ['bcm2837-rpi-3-b.dtb', 'pi3']] as const) {
+      const out = join(dir, dtb);
+      await sh('mcopy', ['-i', fat, `::/${dtb}`, out]);
+      const dts = decompileDtb(out);
+      const p = loadProfile(board);
+      for (const [name, led] of Object.entries(p.leds)) assert.match(dts, new RegExp(`label = "${name}";\\s*gpios = <0x[0-9a-f]+ 0x${led!.gpio.toString(16).padStart(2, '0')} 0x00>;`), `${dtb}: ${name}`);
+      assert.match(dts, /moat-button \{\s*compatible = "gpio-keys";/, `${dtb}: the button`);
     }
-    assert.ok(config.indexOf('[cm4]') > config.indexOf('[pi4]'), 'a CM4 also matches [pi4]: its own section comes after');
-    assert.equal(config.filter(Boolean).at(-1), '[all]', 'anything appended later applies to every board');
+    await sh('mcopy', ['-i', fat, '::/bcm2711-rpi-5-b.dtb', join(dir, 'other.dtb')]);
+    assert.doesNotMatch(decompileDtb(join(dir, 'other.dtb')), /moat-leds/, 'a DTB no profile names is left alone');
 
     // root: a squashfs of the stand-in root, without the firmware and the kernel copies
     const sq = await extract(img, rootPart, join(dir, 'p2'));
@@ -149,13 +155,6 @@ test('assemble-image.sh refuses a root without a kernel, and bad sizes, by name'
     await assert.rejects(readFile(join(dir, 'x.img')), { code: 'ENOENT' });
   } finally {
     await rm(dir, { recursive: true, force: true });
-  }
-});
-
-test('board/config-BOARD.txt are the overlay lines of board/profiles/BOARD.json (regenerate them when a profile changes)', async () => {
-  for (const board of ['pi3', 'pi4', 'cm4']) {
-    const lines = (await readFile(join(REPO, `board/config-${board}.txt`), 'utf8')).split('\n').filter((l) => l && !l.startsWith('#'));
-    assert.deepEqual(lines, [`[${board}]`, ...overlayLines(loadProfile(board))]);
   }
 });
 

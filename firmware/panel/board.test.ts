@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BOARDS, loadProfile, overlayLines } from './board.ts';
+import { BOARDS, deviceTreeSource, loadProfile } from './board.ts';
+import { compileDtb, decompileDtb, phandleOf, TINY_BOARD_DTS } from '../../test/helpers/dtb.ts';
 import { configSchema } from '../config/schema.ts';
 
 test('every board profile in board/profiles loads; the panel.board setting names exactly these boards', () => {
@@ -12,15 +13,29 @@ test('every board profile in board/profiles loads; the panel.board setting names
   assert.deepEqual([...boardSetting.options].sort(), [...BOARDS].sort());
 });
 
-test('the overlay lines of the Pi 4 profile: one gpio-led per LED labelled with its name, then the gpio-key', () => {
-  assert.deepEqual(overlayLines(loadProfile('pi4')), [
-    'dtoverlay=gpio-led,gpio=17,label=moat:green:status,active_low=0,trigger=none',
-    'dtoverlay=gpio-led,gpio=27,label=moat:red:fault,active_low=0,trigger=none',
-    'dtoverlay=gpio-led,gpio=22,label=moat:yellow:activity,active_low=0,trigger=none',
-    'dtoverlay=gpio-key,gpio=23,active_low=1,gpio_pull=2,keycode=408,label=moat-button',
+test('the Pi 4 profile\'s device-tree nodes compile into a board DTB: one LED per moat LED on its pin, the button with its pull and key code', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'moat-dtb-'));
+  const file = join(dir, 'board.dtb');
+  compileDtb(TINY_BOARD_DTS + deviceTreeSource(loadProfile('pi4')), file);
+  const dts = decompileDtb(file);
+  const gpio = phandleOf(dts, 'gpio@7e200000 {');
+  const pins = phandleOf(dts, 'moat-button-pins {');
+  const leds = dts.slice(dts.indexOf('moat-leds {'), dts.indexOf('moat-button {'));
+  assert.match(leds, /compatible = "gpio-leds";/);
+  const got = [...leds.matchAll(/label = "([^"]+)";\s*gpios = <(0x[0-9a-f]+) (0x[0-9a-f]+) (0x[0-9a-f]+)>;/g)].map((m) => [m[1], m[2], Number(m[3]), Number(m[4])]);
+  assert.deepEqual(got, [
+    ['moat:green:status', gpio, 17, 0],
+    ['moat:red:fault', gpio, 27, 0],
+    ['moat:yellow:activity', gpio, 22, 0],
   ]);
+  const button = dts.slice(dts.indexOf('moat-button {'));
+  assert.match(button, /compatible = "gpio-keys";/);
+  assert.match(button, new RegExp(`pinctrl-0 = <${pins}>;`));
+  assert.match(button, new RegExp(`gpios = <${gpio} 0x17 0x01>;`), 'GPIO 23, active low');
+  assert.match(button, /linux,code = <0x198>;/, 'KEY_RESTART');
+  assert.match(dts.slice(dts.indexOf('moat-button-pins {')), /brcm,pins = <0x17>;\s*brcm,function = <0x00>;\s*brcm,pull = <0x02>;/, 'input with the pull-up');
   assert.equal(loadProfile('pi5').uart, '/dev/ttyAMA0');
-  assert.deepEqual(overlayLines(loadProfile('simulator')), []);
+  assert.equal(deviceTreeSource(loadProfile('simulator')), '');
 });
 
 test('a broken profile is refused with the file and the problem', () => {

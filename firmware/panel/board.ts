@@ -1,12 +1,15 @@
 /*
  * panel/board.ts: board profiles (board/profiles/NAME.json: LED pins, button
- * pin, UART device) and the device-tree overlay lines the image puts into
- * config.txt for them (dtoverlay=gpio-led per LED, labelled with the LED's
- * name, and dtoverlay=gpio-key for the button), so that the kernel makes
- * /sys/class/leds/moat:*:* and the button's input device.
+ * pin, UART device, the board's device-tree files) and the device-tree nodes
+ * the image adds to those files for them (a gpio-leds node with one LED per
+ * moat LED, labelled with its name, and a gpio-keys node for the button with
+ * its pull set through the pin controller), so that the kernel makes
+ * /sys/class/leds/moat:*:* and the button's input device. They go into the
+ * board's DTB itself, not into an overlay: Debian's raspi-firmware ships no
+ * overlay files and Debian's DTBs carry no __symbols__ an overlay could use.
  *
  * A profile is plain data, checked here; must never touch hardware or write
- * config.txt itself. Called by the image recipe and tests.
+ * a file itself. Called by scripts/patch-dtbs.ts (the image) and tests.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +30,8 @@ export const profileSchema = z
     uart: z.string().regex(/^(\/dev\/[A-Za-z0-9]+)?$/),
     leds: z.partialRecord(z.enum(ledNames), z.strictObject({ gpio, activeLow: z.boolean() })),
     button: z.strictObject({ gpio, activeLow: z.boolean(), pull: z.enum(['up', 'down', 'off']), keycode: z.number().int().min(1).max(0x2ff) }).nullable(),
+    /** The board's device-tree files in the boot partition that get the LED and button nodes. */
+    deviceTrees: z.array(z.string().regex(/^[a-z0-9-]+\.dtb$/)).max(20).default([]),
   })
   .superRefine((p, ctx) => {
     const pins = [...Object.values(p.leds).map((l) => l!.gpio), ...(p.button ? [p.button.gpio] : [])];
@@ -59,16 +64,37 @@ export function loadProfile(name: string, dir = PROFILES_DIR): BoardProfile {
   return r.data;
 }
 
-/** The config.txt lines for a profile, LEDs in the order status, fault, activity, then the button. */
-export function overlayLines(p: BoardProfile): string[] {
-  const out: string[] = [];
-  for (const name of ledNames) {
-    const l = p.leds[name];
-    if (l) out.push(`dtoverlay=gpio-led,gpio=${l.gpio},label=${name},active_low=${l.activeLow ? 1 : 0},trigger=none`);
+/** The GPIO controller of the BCM2835-family SoCs (Pi 3, Pi 4, CM4), by path: the DTBs have no labels to refer to. */
+export const GPIO_CONTROLLER = '/soc/gpio@7e200000';
+
+/**
+ * Device-tree source to append to a board's decompiled DTB: the pull of the
+ * button's pin, a gpio-leds node (LEDs in the order status, fault, activity,
+ * off until moat-panel sets them) and a gpio-keys node; empty for a profile
+ * without LEDs or button.
+ */
+export function deviceTreeSource(p: BoardProfile): string {
+  const leds = ledNames.flatMap((name) => (p.leds[name] ? [{ name, ...p.leds[name]! }] : []));
+  if (!leds.length && !p.button) return '';
+  const ctl = `&{${GPIO_CONTROLLER}}`;
+  const out: string[] = [`/* moat front panel: ${p.model} (board/profiles/${p.name}.json) */`];
+  const b = p.button;
+  if (b) {
+    const pull = { off: 0, down: 1, up: 2 }[b.pull];
+    out.push(`${ctl} {`, '\tmoat_button_pins: moat-button-pins {', `\t\tbrcm,pins = <${b.gpio}>;`, '\t\tbrcm,function = <0>;', `\t\tbrcm,pull = <${pull}>;`, '\t};', '};');
   }
-  if (p.button) {
-    const pull = { up: 2, down: 1, off: 0 }[p.button.pull];
-    out.push(`dtoverlay=gpio-key,gpio=${p.button.gpio},active_low=${p.button.activeLow ? 1 : 0},gpio_pull=${pull},keycode=${p.button.keycode},label=moat-button`);
+  out.push('/ {');
+  if (leds.length) {
+    out.push('\tmoat-leds {', '\t\tcompatible = "gpio-leds";');
+    leds.forEach((l, i) =>
+      out.push(`\t\tled-${i} {`, `\t\t\tlabel = "${l.name}";`, `\t\t\tgpios = <${ctl} ${l.gpio} ${l.activeLow ? 1 : 0}>;`, '\t\t\tlinux,default-trigger = "none";', '\t\t\tdefault-state = "off";', '\t\t};'),
+    );
+    out.push('\t};');
   }
-  return out;
+  if (b) {
+    out.push('\tmoat-button {', '\t\tcompatible = "gpio-keys";', '\t\tpinctrl-names = "default";', '\t\tpinctrl-0 = <&moat_button_pins>;');
+    out.push('\t\tbutton-0 {', '\t\t\tlabel = "moat-button";', `\t\t\tgpios = <${ctl} ${b.gpio} ${b.activeLow ? 1 : 0}>;`, `\t\t\tlinux,code = <${b.keycode}>;`, '\t\t};', '\t};');
+  }
+  out.push('};');
+  return out.join('\n') + '\n';
 }
