@@ -665,7 +665,8 @@ async function soakScenario() {
       const rssKb = Number(/VmRSS:\s+(\d+)/.exec(st)[1]);
       const fds = (await readdir(`/proc/${moat.pid}/fd`)).length;
       const s = await status(ctx.socket);
-      samples.push({ t: (Date.now() - t0) / 60_000, rssMb: rssKb / 1024, fds, rttMs: s.rttMs, queued: s.queue.total });
+      // the event-loop delay moatd measured since the previous status (p99 and max of that interval)
+      samples.push({ t: (Date.now() - t0) / 60_000, rssMb: rssKb / 1024, fds, loopP99Ms: s.eventLoopDelayMs.p99, loopMaxMs: s.eventLoopDelayMs.max, rttMs: s.rttMs, queued: s.queue.total });
     }
     noiseStop = true;
     await noiseLoop;
@@ -682,7 +683,9 @@ async function soakScenario() {
       `${samples.length} samples over ${(SOAK_S / 60).toFixed(1)} min, ${noise} noise sessions; after the first quarter:`,
       fmt('rssMb', 'MB'),
       fmt('fds', 'fds'),
-      `${fmt('rttMs', 'ms')} (control-socket status answer time: event-loop responsiveness)`,
+      `${fmt('loopP99Ms', 'ms')} (moatd's event-loop delay, p99 of each interval)`,
+      fmt('loopMaxMs', 'ms'),
+      `${fmt('rttMs', 'ms')} (control-socket status answer time)`,
       fmt('queued', 'msgs'),
     ]);
     stop();
