@@ -194,7 +194,8 @@ export class QueueManager {
   /**
    * A new configuration: attempts that start from now on use `delivery` (and
    * `outbound`, when given); the old ones are closed once the attempts that use
-   * them have finished.
+   * them have finished. New outbound settings also end the wait of mail for the
+   * Internet (paused domains, deferred messages with foreign recipients).
    */
   reconfigure(config: Config, delivery: InternalDelivery, outbound?: OutboundDelivery): void {
     const old = this.delivery;
@@ -202,12 +203,20 @@ export class QueueManager {
     this.cfg = config;
     this.delivery = delivery;
     const oldOut = this.outbound;
-    if (outbound && oldOut && outbound !== oldOut) {
+    const outboundChanged = Boolean(outbound && oldOut && outbound !== oldOut);
+    if (outbound && outboundChanged) {
       this.outbound = outbound;
-      void Promise.allSettled(running).then(() => oldOut.close());
+      void Promise.allSettled(running).then(() => oldOut!.close());
     }
     this.localDomains = new Set(config.inbound.localDomains);
     this.destinations.configure(this.destinationOptions(config));
+    if (outboundChanged) {
+      // mail waiting for the Internet is tried at once with the new settings, as after "queue flush"
+      for (const m of this.destinations.reopen()) this.schedule(m);
+      const waiting: QueuedMessage[] = [];
+      this.deferred.remove((m) => this.destinationsOf(m).length > 0 && waiting.push(m) > 0);
+      for (const m of waiting) this.schedule(m);
+    }
     if (old !== delivery) void Promise.allSettled(running).then(() => old.close());
     this.pump();
   }
