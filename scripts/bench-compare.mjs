@@ -24,6 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { round, summariseRounds } from './bench/stats.mjs';
 import { installHandlers, register, isShuttingDown, releaseAll } from './bench/cleanup.mjs';
 import { startProcess, startSampler, treeCpuSeconds, freePort, sleep, run } from './bench/proc.mjs';
 import { mountExt4 } from './bench/fs.mjs';
@@ -106,7 +107,6 @@ const WORKLOADS = {
 };
 const workloads = workloadNames.map((w) => WORKLOADS[w]);
 const log = (m) => console.error(`bench-compare: ${m}`);
-const round = (x, d) => (x === null || x === undefined ? null : Math.round(x * 10 ** d) / 10 ** d);
 
 /** The reply to the end of data of a message that carries the first signature of tinyNdb(). */
 async function infectedReply(port) {
@@ -460,24 +460,9 @@ async function main() {
   console.log(`\nresults written to ${resultsFile}`);
 }
 
-function median(xs) {
-  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
 /** Medians over the rounds of each (target, scan, workload), from the rows that finished ok. */
 function summarise(rows) {
-  const groups = new Map();
-  for (const r of rows) {
-    const k = `${r.workload}|${r.scan}|${r.target}`;
-    if (!groups.has(k)) groups.set(k, []);
-    groups.get(k).push(r);
-  }
-  return [...groups.values()].map((g) => {
-    const ok = g.filter((r) => r.status === 'ok');
-    const med = (f, d) => round(median(ok.map((r) => r[f])), d);
+  return summariseRounds(rows, (r) => `${r.workload}|${r.scan}|${r.target}`, (g, ok, med) => {
     return {
       ...g[0],
       round: 'median',

@@ -18,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { round, summariseRounds } from './bench/stats.mjs';
 import { installHandlers, register, isShuttingDown, releaseAll } from './bench/cleanup.mjs';
 import { startProcess, startSampler, treeCpuSeconds, freePort, sleep, run } from './bench/proc.mjs';
 import { mountExt4, plainDir } from './bench/fs.mjs';
@@ -284,11 +285,6 @@ async function measure(row, wl, startRelay) {
   }
 }
 
-function round(x, d) {
-  const f = 10 ** d;
-  return Math.round(x * f) / f;
-}
-
 let rowSeq = 0;
 
 async function rowFor(target, fsInfo, wl, tmpRoot) {
@@ -459,27 +455,9 @@ async function main() {
 
 // ---------------------------------------------------------------- output ---
 
-function median(xs) {
-  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
 /** Medians over rounds of each (target, fs, workload), from the rows that finished ok. */
 function summarise(rows) {
-  const groups = new Map();
-  for (const r of rows) {
-    const k = `${r.target}|${r.fs}|${r.workload}`;
-    if (!groups.has(k)) groups.set(k, []);
-    groups.get(k).push(r);
-  }
-  return [...groups.values()].map((g) => {
-    const ok = g.filter((r) => r.status === 'ok');
-    const med = (f, d) => {
-      const m = median(ok.map((r) => r[f]));
-      return m === null ? null : round(m, d);
-    };
+  return summariseRounds(rows, (r) => `${r.target}|${r.fs}|${r.workload}`, (g, ok, med) => {
     return {
       target: g[0].target,
       fs: g[0].fs,
